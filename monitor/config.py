@@ -1,0 +1,330 @@
+"""The one typed configuration model, loaded from YAML and validated.
+
+Every error names the file, line and key, and says what was expected.
+Relative paths (state_dir, rule globs, ``file:`` feed URLs) are relative to
+the config file, so a config can be moved together with its rules.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from monitor.errors import ConfigError, Problem
+from monitor.yamlsource import SourcedYaml, parse_yaml
+
+ENV_REDIS_URL = "FEED_MONITOR_REDIS_URL"
+ENV_CONFIG = "FEED_MONITOR_CONFIG"
+DEFAULT_CONFIG_PATHS = (Path("config/monitor.yaml"), Path("/etc/feed-monitor/monitor.yaml"))
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_URL_SCHEMES = ("http://", "https://", "file:")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeedSpec(_Model):
+    """A feed as declared in the config."""
+
+    name: str
+    url: str
+    interval_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 900.0
+    tags: tuple[str, ...] = ()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("use letters, digits, '.', '_' or '-' (at most 100), e.g. 'nrk-world'")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(_URL_SCHEMES):
+            raise ValueError("expected an http://, https:// or file: URL")
+        return v
+
+
+class RedisSettings(_Model):
+    # None: start a private embedded redis-server in state_dir.
+    url: str | None = None
+    stream_maxlen: Annotated[int, Field(ge=1000)] = 100_000
+    # How long an alert_id is remembered as delivered (idempotency window).
+    delivered_ttl_s: Annotated[int, Field(ge=3600)] = 90 * 86400
+    # Seen entry identities kept per feed (oldest dropped first).
+    seen_per_feed: Annotated[int, Field(ge=100)] = 20_000
+    # Consumer groups that must read every alert: the daemon warns (log,
+    # metric, system channel) when one lags near stream_maxlen, before
+    # trimming could drop alerts it has not read.
+    consumer_groups: tuple[str, ...] = ()
+    lag_warn_ratio: Annotated[float, Field(gt=0, le=1)] = 0.8
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a redis://, rediss:// or unix:// URL, or null for embedded")
+        return v
+
+
+class HttpSettings(_Model):
+    user_agent: str = "feed-monitor/0.1 (+https://github.com/feed-monitor/feed-monitor)"
+    # Tried once when a server answers 403 (a bot wall); null: never.
+    alt_user_agent: str | None = None
+    # Politeness: requests in flight to one host, and seconds between starts.
+    per_host_concurrency: Annotated[int, Field(ge=1, le=64)] = 2
+    per_host_spacing_s: Annotated[float, Field(ge=0, le=600)] = 1.0
+    timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    max_feed_bytes: Annotated[int, Field(ge=1024)] = 10_000_000
+    max_page_bytes: Annotated[int, Field(ge=1024)] = 5_000_000
+    max_redirects: Annotated[int, Field(ge=0, le=20)] = 5
+    concurrency: Annotated[int, Field(ge=1, le=1000)] = 16
+    # Refuse loopback/private/link-local targets: feeds are written by strangers.
+    allow_private_addresses: bool = False
+    # ...except these networks, e.g. ["127.0.0.0/8"] for a site on this machine.
+    allowed_networks: tuple[str, ...] = ()
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for n in v:
+            try:
+                ipaddress.ip_network(n, strict=False)
+            except ValueError:
+                raise ValueError(f"{n!r} is not a network (e.g. 127.0.0.0/8, 10.1.2.3)") from None
+        return v
+
+
+class ExtractionSettings(_Model):
+    # 0 means one worker per CPU core.
+    workers: Annotated[int, Field(ge=0, le=64)] = 0
+    timeout_s: Annotated[float, Field(gt=0)] = 30.0
+    max_html_bytes: Annotated[int, Field(ge=1024)] = 3_000_000
+    # Recycle a worker after this many pages: trafilatura leaks memory.
+    max_tasks_per_worker: Annotated[int, Field(ge=1)] = 200
+
+
+class PollingSettings(_Model):
+    """Bounds for the adaptive poll interval (see monitor/schedule.py)."""
+
+    min_interval_s: Annotated[float, Field(gt=0)] = 60.0
+    max_interval_s: Annotated[float, Field(gt=0)] = 86400.0
+    backoff_base_s: Annotated[float, Field(gt=0)] = 60.0
+    # Failing feeds are retried at this interval for ever, never dropped.
+    backoff_ceiling_s: Annotated[float, Field(gt=0)] = 21600.0
+    jitter: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    retry_after_cap_s: Annotated[float, Field(gt=0)] = 21600.0
+    # 0: poll at the configured interval; 1: at the feed's observed entry rate.
+    adapt_weight: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+
+class MetricsSettings(_Model):
+    # host:port for /metrics (Prometheus) and /healthz; null turns them off.
+    listen: str | None = None
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str | None) -> str | None:
+        if v is not None:
+            host, sep, port = v.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError("expected host:port, e.g. 127.0.0.1:9464")
+        return v
+
+
+class Config(_Model):
+    """The validated configuration; build it with ``load_config``."""
+
+    state_dir: Path = Path("state")
+    redis: RedisSettings = RedisSettings()
+    http: HttpSettings = HttpSettings()
+    extraction: ExtractionSettings = ExtractionSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    polling: PollingSettings = PollingSettings()
+    # On SIGTERM, in-flight polls get this long to finish before cancellation.
+    shutdown_deadline_s: Annotated[float, Field(gt=0, le=3600)] = 20.0
+    rules: tuple[str, ...] = ("rules/*.yaml",)
+    # More feed lists (files holding `feeds: [...]`), e.g. from `feeds import`.
+    feed_files: tuple[str, ...] = ("feeds/*.yaml",)
+    # The first poll of a new feed alerts only on entries younger than this.
+    backfill_window_s: Annotated[float, Field(ge=0)] = 86400.0
+    # A poll processes at most this many new entries (newest first); the
+    # rest stay unseen and are taken by the next polls, none dropped.
+    max_new_entries_per_poll: Annotated[int, Field(ge=1)] = 300
+    feeds: tuple[FeedSpec, ...] = ()
+    # Where the config was read from (set by load_config, not by YAML).
+    source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("feeds")
+    @classmethod
+    def _unique_names(cls, v: tuple[FeedSpec, ...]) -> tuple[FeedSpec, ...]:
+        seen: set[str] = set()
+        for f in v:
+            if f.name in seen:
+                raise ValueError(f"feed name {f.name!r} is used twice; names must be unique")
+            seen.add(f.name)
+        return v
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent if self.source else Path.cwd()
+
+    @property
+    def redis_socket(self) -> Path:
+        """Unix socket of the embedded Redis (used when redis.url is null)."""
+        return self.state_dir / "redis.sock"
+
+    def rule_files(self) -> list[Path]:
+        """Rule files matched by the ``rules`` globs, sorted, without repeats."""
+        return self._glob(self.rules)
+
+    def _glob(self, patterns: tuple[str, ...]) -> list[Path]:
+        found: dict[Path, None] = {}
+        for pattern in patterns:
+            p = Path(pattern)
+            base = p if p.is_absolute() else self.base_dir / p
+            if any(ch in pattern for ch in "*?["):
+                root = Path(base.anchor)
+                matches = sorted(root.glob(str(base.relative_to(root))))
+            else:
+                matches = [base]
+            for m in matches:
+                found.setdefault(m.resolve(), None)
+        return list(found)
+
+
+def find_config(explicit: str | None) -> Path:
+    """The config path: --config, else $FEED_MONITOR_CONFIG, else a default location."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        return Path(env)
+    for candidate in DEFAULT_CONFIG_PATHS:
+        if candidate.exists():
+            return candidate
+    tried = ", ".join(str(p) for p in DEFAULT_CONFIG_PATHS)
+    raise ConfigError(
+        [Problem("<config>", None, None, "", f"no config file found (tried {tried}); use --config")]
+    )
+
+
+def load_config(path: Path, environ: dict[str, str] | None = None) -> Config:
+    """Read, validate and resolve a config file; raise ConfigError listing every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([Problem(str(path), None, None, "", f"cannot read: {exc}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(str(path), None, None, "", f"not UTF-8: {exc}")]) from None
+    src = parse_yaml(text, str(path))
+    return config_from_yaml(src, path, os.environ if environ is None else environ)
+
+
+def config_from_yaml(src: SourcedYaml, path: Path, environ: Any) -> Config:
+    data = src.data if src.data is not None else {}
+    if not isinstance(data, dict):
+        raise ConfigError([src.problem((), "the config must be a mapping of settings")])
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(validation_problems(src, exc)) from None
+    cfg = _resolve(cfg, path.resolve(), environ)
+    return _with_feed_files(cfg, src)
+
+
+class _FeedList(_Model):
+    feeds: tuple[FeedSpec, ...] = ()
+
+
+def _with_feed_files(cfg: Config, main: SourcedYaml) -> Config:
+    """Add the feeds of the ``feed_files``; names must stay unique across files."""
+    feeds = list(cfg.feeds)
+    home = {f.name: main for f in feeds}
+    problems: list[Problem] = []
+    for path in cfg._glob(cfg.feed_files):
+        if not path.is_file():
+            continue
+        try:
+            src = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+            listed = _FeedList.model_validate(src.data or {})
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(Problem(str(path), None, None, "", f"cannot read: {exc}"))
+            continue
+        except ValidationError as exc:
+            problems.extend(validation_problems(src, exc))
+            continue
+        for i, f in enumerate(listed.feeds):
+            if f.name in home:
+                where = home[f.name].file
+                msg = f"feed name {f.name!r} is already used in {where}; names must be unique"
+                problems.append(src.problem(("feeds", i, "name"), msg))
+                continue
+            home[f.name] = src
+            feeds.append(f.model_copy(update={"url": resolve_file_url(f.url, path.parent)}))
+    if problems:
+        raise ConfigError(problems)
+    return cfg.model_copy(update={"feeds": tuple(feeds)})
+
+
+def validation_problems(src: SourcedYaml, exc: ValidationError) -> list[Problem]:
+    """Turn pydantic's errors into located, plain-language problems."""
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see `feed-monitor schema`)"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif msg.startswith("Value error, "):
+            msg = msg.removeprefix("Value error, ")
+        if err["type"] == "string_type" and isinstance(err.get("input"), bool):
+            msg += " (YAML reads yes/no/on/off/true/false as booleans: put it in quotes)"
+        problems.append(src.problem(loc, msg))
+    return problems
+
+
+def _resolve(cfg: Config, path: Path, environ: Any) -> Config:
+    base = path.parent
+    state_dir = (cfg.state_dir if cfg.state_dir.is_absolute() else base / cfg.state_dir).resolve()
+    feeds = tuple(f.model_copy(update={"url": resolve_file_url(f.url, base)}) for f in cfg.feeds)
+    redis = cfg.redis
+    env_url = environ.get(ENV_REDIS_URL)
+    if env_url:
+        # Validated like redis.url: model_copy alone would take any string.
+        try:
+            redis = RedisSettings.model_validate({**redis.model_dump(), "url": env_url})
+        except ValidationError as exc:
+            msg = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            raise ConfigError(
+                [Problem(f"${ENV_REDIS_URL}", None, None, "redis.url", msg)]
+            ) from None
+    return cfg.model_copy(
+        update={"state_dir": state_dir, "feeds": feeds, "redis": redis, "source": path}
+    )
+
+
+def resolve_file_url(url: str, base: Path) -> str:
+    """``file:relative/path`` → ``file:///abs/path`` (relative to the config file)."""
+    if not url.startswith("file:"):
+        return url
+    rest = url.removeprefix("file:")
+    if rest.startswith("//"):
+        return url
+    p = Path(rest)
+    if not p.is_absolute():
+        p = (base / p).resolve()
+    return p.as_uri()

@@ -1,0 +1,577 @@
+"""The composition root: wires config, Redis, HTTP, workers and rules into
+a running daemon (``run``) or a single pass (``once``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from monitor.config import Config, load_config
+from monitor.delivery import Deliverer
+from monitor.entries import Feed
+from monitor.errors import ConfigError, Problem, RedisUnavailable
+from monitor.fetch import HttpLimits, host_of, make_session
+from monitor.logs import event
+from monitor.metrics import Metrics, metrics_app
+from monitor.outbox import Outbox
+from monitor.pipeline import Pipeline, PollOutcome, RulesHolder
+from monitor.politeness import HostLimiter
+from monitor.rules import RuleSet, load_rules
+from monitor.rulewatch import changes
+from monitor.schedule import PollFacts, PollPolicy, next_poll
+from monitor.sdnotify import Notifier
+from monitor.store import Store, connect
+from monitor.workers import WorkerPool
+
+log = logging.getLogger("monitor.daemon")
+
+# A poll that runs longer than this is cancelled; its entries stay unseen
+# and are retried on the next poll (delivery is idempotent).
+MIN_POLL_DEADLINE_S = 300.0
+LAG_CHECK_S = 30.0
+TICK_S = 1.0
+RETIRED_RECHECK_S = 3600.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def feeds_of(cfg: Config) -> list[Feed]:
+    return [Feed(f.name, f.url, f.interval_s, f.tags) for f in cfg.feeds]
+
+
+def poll_policy(cfg: Config, feed: Feed) -> PollPolicy:
+    """The feed's interval within the configured bounds (a fast test feed
+    lowers the floor for itself rather than being refused)."""
+    p = cfg.polling
+    low = min(p.min_interval_s, feed.interval_s)
+    base = max(low, min(p.backoff_base_s, feed.interval_s))
+    ceiling = max(base, p.backoff_ceiling_s)
+    high = max(p.max_interval_s, feed.interval_s)
+    cap = max(low, min(p.retry_after_cap_s, max(ceiling, high)))
+    return PollPolicy(interval_s=feed.interval_s, min_interval_s=low, max_interval_s=high,
+                      backoff_base_s=base, backoff_ceiling_s=ceiling, jitter=p.jitter,
+                      retry_after_cap_s=cap, adapt_weight=p.adapt_weight)  # fmt: skip
+
+
+def _status_of(kind: str | None) -> int | None:
+    if kind and kind.startswith("http_") and kind[5:].isdigit():
+        return int(kind[5:])
+    return None
+
+
+def worker_count(cfg: Config) -> int:
+    return cfg.extraction.workers or max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class App:
+    cfg: Config
+    store: Store
+    pipeline: Pipeline
+    rules: RulesHolder
+    metrics: Metrics
+    deliverer: Deliverer
+
+
+@contextlib.asynccontextmanager
+async def open_app(
+    cfg: Config,
+    redis_url: str,
+    ruleset: RuleSet,
+    clock: Callable[[], datetime] = utcnow,
+    metrics: Metrics | None = None,
+) -> AsyncIterator[App]:
+    """Open every resource the pipeline needs, and close them all on exit."""
+    store = Store(
+        connect(redis_url, max_connections=2 * cfg.http.concurrency + 16),
+        redis_url,
+        stream_maxlen=cfg.redis.stream_maxlen,
+        delivered_ttl_s=cfg.redis.delivered_ttl_s,
+        seen_per_feed=cfg.redis.seen_per_feed,
+    )
+    pool = WorkerPool(worker_count(cfg), cfg.extraction.max_tasks_per_worker)
+    limits = HttpLimits.from_settings(cfg.http)
+    session = make_session(limits, cfg.http.concurrency)
+    outbox = await asyncio.to_thread(Outbox, cfg.state_dir / "spool.db")
+    try:
+        holder = RulesHolder(ruleset)
+        m = metrics or Metrics()
+        deliverer = Deliverer(store, outbox, m)
+        hosts = HostLimiter(cfg.http.per_host_concurrency, cfg.http.per_host_spacing_s)
+        pipeline = Pipeline(cfg, store, session, pool, holder, clock, m, deliverer, hosts)
+        yield App(cfg, store, pipeline, holder, m, deliverer)
+    finally:
+        await session.close()
+        await asyncio.to_thread(pool.close)
+        await store.close()
+        await asyncio.to_thread(outbox.close)
+
+
+async def run_once(cfg: Config, redis_url: str, ruleset: RuleSet) -> list[PollOutcome]:
+    """Poll every feed once, process what is new, and return each outcome."""
+    async with open_app(cfg, redis_url, ruleset) as app:
+        try:
+            await app.store.ping()
+        except RedisUnavailable as exc:
+            event(log, logging.WARNING, "redis.unavailable", detail=exc.detail,
+                  action="alerts go to the local spool")  # fmt: skip
+        outcomes = list(await asyncio.gather(*(app.pipeline.poll(f) for f in feeds_of(cfg))))
+        with contextlib.suppress(RedisUnavailable):
+            await app.deliverer.replay()
+        if app.deliverer.pending:
+            event(log, logging.WARNING, "spool.pending", alerts=app.deliverer.pending,
+                  spool=str(cfg.state_dir / "spool.db"))  # fmt: skip
+        return outcomes
+
+
+class Daemon:
+    """Polls on a schedule until SIGTERM/SIGINT; SIGHUP or an edit reloads.
+
+    Speaks the systemd notify protocol: READY once Redis, rules and the
+    scheduler are up; STATUS after every poll; WATCHDOG from the event loop
+    only while polls make progress; RELOADING around a reload; STOPPING.
+    """
+
+    def __init__(self, app: App, notifier: Notifier | None = None) -> None:
+        self.app = app
+        self.notifier = notifier or Notifier()
+        self.stopping = asyncio.Event()
+        self.inflight: dict[asyncio.Task[PollOutcome], float] = {}  # task -> start
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.outcomes: dict[str, str] = {}  # feed -> last outcome
+        self.alerts_today = 0
+        self._today = utcnow().date()
+        cfg = app.cfg
+        self.poll_deadline_s = max(
+            MIN_POLL_DEADLINE_S, 4 * cfg.http.timeout_s + 2 * cfg.extraction.timeout_s
+        )
+        self.feeds: dict[str, Feed] = {}
+        self.due_local: dict[str, float] = {}
+        self.running: set[str] = set()
+        self.queue: asyncio.Queue[Feed | None] = asyncio.Queue(maxsize=2 * cfg.http.concurrency)
+        self.workers: list[asyncio.Task[None]] = []
+        self.rng = random.Random()
+        self._status_at = 0.0
+        # Stable across restarts of this daemon, so a restart frees its leases.
+        self.owner = f"{socket.gethostname()}:{cfg.state_dir}"
+
+    async def poll_job(self, feed: Feed) -> PollOutcome | None:
+        if self.stopping.is_set():
+            return None
+        # A task of our own, so shutdown can wait for it to finish.
+        task = asyncio.ensure_future(self._poll(feed))
+        self.inflight[task] = time.monotonic()
+        self.app.metrics.inflight.set(len(self.inflight))
+        try:
+            return await asyncio.shield(task)
+        finally:
+            self.inflight.pop(task, None)
+            self.app.metrics.inflight.set(len(self.inflight))
+
+    async def _poll(self, feed: Feed) -> PollOutcome:
+        try:
+            async with asyncio.timeout(self.poll_deadline_s):
+                outcome = await self.app.pipeline.poll(feed)
+        except TimeoutError:
+            outcome = PollOutcome(
+                feed.name,
+                "failed",
+                error_kind="timeout",
+                error=f"poll took longer than {self.poll_deadline_s:g} s",
+            )
+            event(
+                log,
+                logging.WARNING,
+                "feed.failed",
+                feed=feed.name,
+                kind="timeout",
+                error=outcome.error,
+            )
+        self._account(outcome)
+        return outcome
+
+    def _account(self, o: PollOutcome) -> None:
+        m = self.app.metrics
+        m.polls.labels(o.status).inc()
+        if o.status in ("failed", "retired"):
+            m.poll_errors.labels(o.error_kind or "unknown").inc()
+        else:
+            m.last_success.set(time.time())
+        self.outcomes[o.feed] = {"failed": "failing", "retired": "retired"}.get(o.status, "ok")
+        today = utcnow().date()
+        if today != self._today:
+            self._today, self.alerts_today = today, 0
+        self.alerts_today += o.alerts
+        # At most once a second: with thousands of feeds, a line per poll
+        # would cost more than the polls.
+        now = time.monotonic()
+        if now - self._status_at >= 1.0:
+            self._status_at = now
+            self.notifier.status(self.status_line())
+
+    def status_line(self) -> str:
+        failing = sum(v == "failing" for v in self.outcomes.values())
+        ok = sum(v == "ok" for v in self.outcomes.values())
+        feeds = len(self.app.cfg.feeds)
+        self.app.metrics.feeds.labels("ok").set(ok)
+        self.app.metrics.feeds.labels("failing").set(failing)
+        retired = sum(v == "retired" for v in self.outcomes.values())
+        self.app.metrics.feeds.labels("retired").set(retired)
+        gone = f", {retired} retired" if retired else ""
+        line = (
+            f"{ok}/{feeds} feeds ok, {failing} failing{gone}; {self.alerts_today} alerts today; "
+            f"{len(self.app.rules.ruleset.rules)} rules"
+        )
+        spooled = self.app.deliverer.pending
+        return line + (f"; {spooled} alerts spooled, waiting for Redis" if spooled else "")
+
+    def healthy(self) -> tuple[bool, str]:
+        """Is the poll pipeline making progress? (Feeds the watchdog and /healthz.)"""
+        if self.stopping.is_set():
+            return False, "stopping"
+        if not self.scheduler.running:
+            return False, "scheduler not running"
+        now = time.monotonic()
+        stuck = [
+            t for t, started in self.inflight.items() if now - started > self.poll_deadline_s + 30
+        ]
+        if stuck:
+            return False, f"{len(stuck)} polls stuck past their deadline"
+        return True, "ok: " + self.status_line()
+
+    # --- scheduling: due times live in Redis (mirrored here for outages) ---
+
+    async def _set_due(self, due: dict[str, float], *, only_new: bool = False) -> None:
+        for name, t in due.items():
+            if not only_new or name not in self.due_local:
+                self.due_local[name] = t
+        try:
+            await self.app.store.set_due(due, only_new=only_new)
+        except RedisUnavailable:
+            self.app.metrics.redis_errors.inc()
+
+    async def sync_schedule(self, feeds: list[Feed]) -> None:
+        """New feeds become due now (spread a little); removed ones leave."""
+        self.feeds = {f.name: f for f in feeds}
+        now = time.time()
+        first = {f.name: now + min(5.0, 0.01 * i) for i, f in enumerate(feeds)}
+        await self._set_due(first, only_new=True)
+        with contextlib.suppress(RedisUnavailable):
+            stale = [n for n in await self.app.store.due_times() if n not in self.feeds]
+            await self.app.store.unschedule(stale)
+        self.due_local = {n: t for n, t in self.due_local.items() if n in self.feeds}
+
+    async def tick(self) -> None:
+        """Hand due feeds to the workers, while their hosts have room."""
+        if self.stopping.is_set():
+            return
+        room = self.queue.maxsize - self.queue.qsize()
+        if room <= 0:
+            return
+        now = time.time()
+        try:
+            names = await self.app.store.due(now, limit=room * 4)
+            busy = await self.app.store.leased(names, now)
+        except RedisUnavailable:
+            due = sorted((t, n) for n, t in self.due_local.items() if t <= now)
+            names, busy = [n for _t, n in due[: room * 4]], set()
+        hosts = self.app.pipeline.hosts
+        per_host: dict[str, int] = {}
+        claimed: dict[str, float] = {}
+        for name in names:
+            feed = self.feeds.get(name)
+            if feed is None or name in self.running or name in busy:
+                continue
+            host = host_of(feed.url)
+            if not hosts.has_room(host) or per_host.get(host, 0) >= hosts.per_host:
+                continue  # this host is busy: its feeds wait, others go on
+            per_host[host] = per_host.get(host, 0) + 1
+            claimed[name] = now + self.poll_deadline_s
+            self.running.add(name)
+            self.queue.put_nowait(feed)
+            if len(claimed) >= room:
+                break
+        if claimed:
+            # A lease: nobody starts these again until this poll is done (or
+            # its lease runs out, if this daemon dies meanwhile).
+            with contextlib.suppress(RedisUnavailable):
+                await self.app.store.claim(list(claimed), self.owner, now + self.poll_deadline_s)
+
+    async def _worker(self) -> None:
+        while True:
+            feed = await self.queue.get()
+            if feed is None:  # shutdown
+                self.queue.task_done()
+                return
+            try:
+                outcome = await self.poll_job(feed)
+                if outcome is not None and feed.name in self.feeds:
+                    await self._set_due({feed.name: self.next_due(feed, outcome)})
+                with contextlib.suppress(RedisUnavailable):
+                    await self.app.store.release([feed.name])
+            finally:
+                self.running.discard(feed.name)
+                self.queue.task_done()
+
+    def next_due(self, feed: Feed, o: PollOutcome) -> float:
+        """Unix time of the feed's next poll (the rules are in monitor/schedule.py)."""
+        now = utcnow()
+        if o.status == "retired":
+            return now.timestamp() + RETIRED_RECHECK_S  # only to notice a changed URL
+        facts = PollFacts(
+            outcome="failed" if o.status == "failed" else o.status,  # type: ignore[arg-type]
+            consecutive_errors=o.errors,
+            error_kind=o.error_kind,
+            http_status=o.http_status or _status_of(o.error_kind),
+            headers=o.headers,
+            hints=o.hints,
+            entry_interval_s=o.entry_interval_s,
+            gap=o.gap,
+        )
+        decision = next_poll(poll_policy(self.app.cfg, feed), facts, now, self.rng)
+        if o.status == "failed" or decision.reason not in ("interval", "adaptive"):
+            event(log, logging.DEBUG, "feed.scheduled", feed=feed.name, reason=decision.reason,
+                  in_s=round(decision.interval_s))  # fmt: skip
+        return decision.due.timestamp()
+
+    async def reload(self, reason: str) -> bool:
+        """Validate config and rules off to the side; swap them in only if valid."""
+        self.notifier.reloading()
+        try:
+            return await self._reload(reason)
+        finally:
+            self.notifier.ready(self.status_line())
+
+    async def _reload(self, reason: str) -> bool:
+        source = self.app.cfg.source
+        try:
+            cfg = await asyncio.to_thread(load_config, source) if source else self.app.cfg
+            files = cfg.rule_files()
+            if not files:
+                raise ConfigError([Problem(str(source), None, None, "rules", "no rule files")])
+            ruleset = await asyncio.to_thread(load_rules, files)
+        except ConfigError as exc:
+            for p in exc.problems:
+                event(log, logging.ERROR, "rules.rejected", problem=str(p))
+            event(
+                log,
+                logging.WARNING,
+                "rules.kept",
+                rules=len(self.app.rules.ruleset.rules),
+                reason=reason,
+            )
+            return False
+        self.app.rules.ruleset = ruleset
+        self.app.metrics.rules_loaded.set(len(ruleset.rules))
+        await self._reschedule(feeds_of(cfg))
+        self.app.cfg = cfg
+        event(
+            log,
+            logging.INFO,
+            "rules.reloaded",
+            rules=len(ruleset.rules),
+            files=len(files),
+            feeds=len(cfg.feeds),
+            reason=reason,
+        )
+        return True
+
+    async def _reschedule(self, feeds: list[Feed]) -> None:
+        """Feeds added or removed in the config take effect without a restart."""
+        await self.sync_schedule(feeds)
+        self.outcomes = {k: v for k, v in self.outcomes.items() if k in self.feeds}
+
+    async def _watch(self) -> None:
+        async for paths in changes(self.app.cfg, self.stopping):
+            await self.reload("edited: " + ", ".join(sorted(p.name for p in paths)))
+
+    async def _watchdog(self) -> None:
+        """Ping systemd from the event loop, at half its interval, while healthy."""
+        interval = self.notifier.watchdog_s
+        if not interval:
+            return
+        while not self.stopping.is_set():
+            ok, why = self.healthy()
+            if ok:
+                self.notifier.watchdog()
+            else:
+                event(log, logging.ERROR, "daemon.unhealthy", reason=why)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=interval / 2)
+
+    async def check_lag(self) -> list[str]:
+        """Warn about configured consumer groups that trimming could overtake."""
+        cfg = self.app.cfg.redis
+        if not cfg.consumer_groups:
+            return []
+        lags = await self.app.store.group_lags()
+        limit = int(cfg.lag_warn_ratio * cfg.stream_maxlen)
+        warnings = []
+        for group in cfg.consumer_groups:
+            lag = lags.get(group)
+            if group not in lags:
+                warnings.append(f"consumer group {group!r} does not exist on the alert stream")
+            elif lag is None:
+                warnings.append(f"consumer group {group!r}: Redis cannot tell its lag")
+            else:
+                self.app.metrics.group_lag.labels(group).set(lag)
+                if lag >= limit:
+                    warnings.append(
+                        f"consumer group {group!r} has {lag} unread alerts; the stream keeps "
+                        f"about {cfg.stream_maxlen}: older unread alerts will be trimmed"
+                    )
+        for w in warnings:
+            event(log, logging.WARNING, "stream.lag", problem=w)
+            await self.app.store.publish_system(
+                json.dumps({"event": "stream.lag", "problem": w}, ensure_ascii=False)
+            )
+        return warnings
+
+    async def _watch_lag(self) -> None:
+        while not self.stopping.is_set():
+            with contextlib.suppress(RedisUnavailable):
+                await self.check_lag()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=LAG_CHECK_S)
+
+    async def _wait_for_redis(self) -> None:
+        """READY waits for Redis; a daemon started before its Redis just waits."""
+        delay = 0.5
+        while not self.stopping.is_set():
+            try:
+                await self.app.store.ping()
+                return
+            except RedisUnavailable as exc:
+                event(log, logging.WARNING, "redis.waiting", detail=exc.detail, retry_s=delay)
+                self.notifier.status(f"waiting for Redis: {exc.detail}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=delay)
+            delay = min(delay * 2, 10.0)
+
+    async def _serve_metrics(self) -> web.AppRunner | None:
+        listen = self.app.cfg.metrics.listen
+        if not listen:
+            return None
+        host, _, port = listen.rpartition(":")
+        runner = web.AppRunner(metrics_app(self.app.metrics, self.healthy), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host.strip("[]"), int(port)).start()
+        event(log, logging.INFO, "metrics.listening", address=listen)
+        return runner
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        background: set[asyncio.Task[object]] = set()
+
+        def spawn(coro: Coroutine[object, object, object]) -> None:
+            t = loop.create_task(coro)
+            background.add(t)
+            t.add_done_callback(background.discard)
+
+        def on_stop(sig: signal.Signals) -> None:
+            if self.stopping.is_set():
+                event(log, logging.WARNING, "daemon.killed", signal=sig.name)
+                os._exit(1)  # second signal: exit at once
+            event(log, logging.INFO, "daemon.stopping", signal=sig.name)
+            self.notifier.stopping()
+            self.stopping.set()
+
+        loop.add_signal_handler(signal.SIGHUP, lambda: spawn(self.reload("SIGHUP")))
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_stop, sig)
+        runner = await self._serve_metrics()
+        try:
+            await self._wait_for_redis()
+            if not self.stopping.is_set():
+                await self._start(spawn)
+                await self.stopping.wait()
+        finally:
+            if self.scheduler.running:
+                self.scheduler.shutdown(wait=False)
+            for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await self._drain()
+            for t in list(background):
+                t.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self._stop_workers()
+            if runner is not None:
+                await runner.cleanup()
+            self.notifier.close()
+
+    async def _start(self, spawn: Callable[[Coroutine[object, object, object]], None]) -> None:
+        feeds = feeds_of(self.app.cfg)
+        with contextlib.suppress(RedisUnavailable):
+            freed = await self.app.store.release_owner(self.owner)
+            if freed:
+                event(log, logging.INFO, "schedule.leases_freed", feeds=freed,
+                      reason="left by an earlier run that died")  # fmt: skip
+        await self.sync_schedule(feeds)
+        # One tick a second selects due feeds; never skipped however late the
+        # loop runs (misfire_grace_time=None), a backlog merged (coalesce).
+        self.scheduler.add_job(
+            self.tick, IntervalTrigger(seconds=TICK_S), id="tick", name="select due feeds",
+            next_run_time=utcnow(), misfire_grace_time=None, coalesce=True, max_instances=1,
+        )  # fmt: skip
+        self.scheduler.start()
+        loop = asyncio.get_running_loop()
+        self.workers = [
+            loop.create_task(self._worker()) for _ in range(self.app.cfg.http.concurrency)
+        ]
+        self.app.metrics.rules_loaded.set(len(self.app.rules.ruleset.rules))
+        spawn(self._watch())
+        spawn(self._watchdog())
+        spawn(self.app.deliverer.run_replayer(self.stopping))
+        spawn(self._watch_lag())
+        rules = len(self.app.rules.ruleset.rules)
+        event(log, logging.INFO, "daemon.started", feeds=len(feeds), rules=rules,
+              redis=self.app.store.where)  # fmt: skip
+        # What exists now lives as long as the daemon: keep it out of the
+        # collector's way, and collect young objects less often (thousands of
+        # polls in flight otherwise force a full collection every few seconds).
+        gc.freeze()
+        gc.set_threshold(20_000, 20, 20)
+        self.notifier.ready(self.status_line())
+
+    async def _stop_workers(self) -> None:
+        """Idle workers leave on a sentinel; queued, unstarted polls are dropped
+        (their feeds stay due in Redis and are polled after a restart)."""
+        while not self.queue.empty():
+            self.queue.get_nowait()
+            self.queue.task_done()
+        for _ in self.workers:
+            self.queue.put_nowait(None)
+        if self.workers:
+            _done, pending = await asyncio.wait(self.workers, timeout=5)
+            for t in pending:
+                t.cancel()
+
+    async def _drain(self) -> None:
+        """Let in-flight polls finish (deliveries included) up to a deadline."""
+        if not self.inflight:
+            return
+        deadline = self.app.cfg.shutdown_deadline_s
+        done, pending = await asyncio.wait(set(self.inflight), timeout=deadline)
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+        event(log, logging.INFO, "daemon.drained", finished=len(done), cancelled=len(pending))

@@ -1,0 +1,42 @@
+"""Every Redis key and channel name feed-monitor uses; nothing else builds them.
+
+``feed-monitor:alerts`` (stream and channel) is a public contract.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+PREFIX = "feed-monitor"
+ALERT_STREAM = f"{PREFIX}:alerts"
+ALERT_CHANNEL = f"{PREFIX}:alerts"
+SYSTEM_CHANNEL = f"{PREFIX}:system"
+# Sorted set: feed name -> unix time of its next poll.
+DUE = f"{PREFIX}:due"
+# Hash: feed name -> "owner|until": a poll in progress, so no one else starts it.
+LEASES = f"{PREFIX}:leases"
+
+
+def rule_channel(rule_id: str) -> str:
+    return f"{PREFIX}:alerts:{rule_id}"
+
+
+def delivered(alert_id: str) -> str:
+    """Marks an alert as appended; holds its stream entry id."""
+    return f"{PREFIX}:delivered:{alert_id}"
+
+
+def feed_state(feed: str) -> str:
+    """Hash of a feed's HTTP caching state and last outcome."""
+    return f"{PREFIX}:feed:{feed}"
+
+
+def alerted(feed: str, identity: str) -> str:
+    """Hash for an alerted story: its fingerprint and, per rule, its alert_id."""
+    digest = hashlib.sha1(identity.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{PREFIX}:alerted:{feed}:{digest}"
+
+
+def seen(feed: str) -> str:
+    """Sorted set of processed entry identities, scored by first-seen time."""
+    return f"{PREFIX}:seen:{feed}"

@@ -1,0 +1,426 @@
+"""One poll of one feed: fetch, parse, find new entries, build articles,
+match, deliver alerts, remember what was processed.
+
+An entry is marked seen only after its alerts are delivered, and delivery is
+idempotent, so a crash anywhere in between at worst repeats work, never an
+alert. Expected per-feed failures become that feed's outcome; anything else
+is a bug and propagates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+
+from monitor.alerts import Alert, build_alert
+from monitor.config import Config
+from monitor.delivery import Deliverer
+from monitor.entries import (
+    Article,
+    Entry,
+    Feed,
+    ParsedFeed,
+    fingerprint,
+    fix_shared_guids,
+    is_within_backfill,
+    seen_keys,
+)
+from monitor.errors import ExtractionError, FeedParseError, FetchError, RedisUnavailable
+from monitor.extract import PageText, choose_body, extract_page
+from monitor.feedparse import parse_feed
+from monitor.fetch import FetchResult, HttpLimits, fetch, host_of
+from monitor.logs import event
+from monitor.matching import Story, match_story
+from monitor.metrics import Metrics
+from monitor.politeness import HostLimiter
+from monitor.rules import RuleSet
+from monitor.schedule import FeedHints, entry_interval_s
+from monitor.store import FINGERPRINT, FeedState, Store
+from monitor.workers import TaskTimeout, WorkerPool
+
+log = logging.getLogger("monitor.pipeline")
+
+FEED_ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.8, */*;q=0.1"
+)
+PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.1"
+PARSE_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class PollOutcome:
+    """One poll's result, with the facts the scheduler needs for the next one."""
+
+    feed: str
+    status: str  # ok | not_modified | failed | retired
+    http_status: int | None = None
+    entries: int = 0
+    new_entries: int = 0
+    alerts: int = 0
+    error_kind: str | None = None
+    error: str | None = None
+    errors: int = 0  # consecutive failures, this one included
+    headers: Mapping[str, str] = field(default_factory=dict)
+    feed_info: ParsedFeed | None = None
+    gap: bool = False
+    hints: FeedHints = field(default_factory=FeedHints)
+    entry_interval_s: float | None = None
+
+
+class RulesHolder:
+    """The live RuleSet; reload swaps the reference in one assignment."""
+
+    def __init__(self, ruleset: RuleSet) -> None:
+        self.ruleset = ruleset
+
+
+class Pipeline:
+    def __init__(
+        self,
+        cfg: Config,
+        store: Store,
+        session: aiohttp.ClientSession,
+        pool: WorkerPool,
+        rules: RulesHolder,
+        clock: Callable[[], datetime],
+        metrics: Metrics,
+        deliverer: Deliverer,
+        hosts: HostLimiter,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.session = session
+        self.pool = pool
+        self.rules = rules
+        self.clock = clock
+        self.metrics = metrics
+        self.deliverer = deliverer
+        self.hosts = hosts
+        self.limits = HttpLimits.from_settings(cfg.http)
+        self._page_slots = asyncio.Semaphore(cfg.http.concurrency)
+
+    async def poll(self, feed: Feed) -> PollOutcome:
+        try:
+            outcome = await self._poll(feed)
+        except (FetchError, FeedParseError) as exc:
+            outcome = await self._failed(feed, exc)
+        except RedisUnavailable as exc:
+            self.metrics.redis_errors.inc()
+            outcome = PollOutcome(feed.name, "failed", error_kind="redis", error=exc.detail)
+        _log_outcome(outcome)
+        return outcome
+
+    async def _failed(self, feed: Feed, exc: FetchError | FeedParseError) -> PollOutcome:
+        """Record a failure; a 410 retires the feed (until its URL is changed)."""
+        headers = exc.headers if isinstance(exc, FetchError) else {}
+        try:
+            errors = await self.store.count_errors(feed.name)
+        except RedisUnavailable:
+            errors = 1
+        fields = {"last_poll": self.clock().isoformat(), "last_error_kind": exc.kind,
+                  "last_error": exc.detail, "last_outcome": "failed"}  # fmt: skip
+        status = "failed"
+        if exc.kind == "http_410":
+            status = "retired"
+            fields["retired_url"] = feed.url
+            event(log, logging.WARNING, "feed.retired", feed=feed.name, url=exc.url)
+            notice = {"event": "feed.retired", "feed": feed.name, "url": exc.url,
+                      "reason": "410 Gone: no more polls until its URL is changed"}  # fmt: skip
+            with contextlib.suppress(RedisUnavailable):
+                await self.store.publish_system(json.dumps(notice))
+        await self._save_state(feed, fields)
+        return PollOutcome(feed.name, status, error_kind=exc.kind, error=exc.detail,
+                           errors=errors, headers=headers)  # fmt: skip
+
+    async def _save_state(self, feed: Feed, fields: dict[str, str]) -> None:
+        # Caching and status fields only: losing them in an outage costs one
+        # unconditional fetch, never a story.
+        try:
+            await self.store.save_feed_state(feed.name, fields)
+        except RedisUnavailable:
+            self.metrics.redis_errors.inc()
+
+    async def _state(self, feed: Feed) -> FeedState:
+        try:
+            return await self.store.feed_state(feed.name)
+        except RedisUnavailable:
+            self.metrics.redis_errors.inc()
+            # Poll on without caching state; new entries are judged by what
+            # this process has seen, and delivery stays idempotent.
+            return FeedState(known=True, etag=None, last_modified=None, url=None)
+
+    async def _fetch_feed(self, feed: Feed, state: FeedState) -> FetchResult:
+        url = state.poll_url(feed.url)
+        kwargs: dict[str, Any] = {
+            "max_bytes": self.cfg.http.max_feed_bytes, "accept": FEED_ACCEPT,
+            "allow_file": True, "etag": state.etag, "last_modified": state.last_modified,
+        }  # fmt: skip
+        started = time.monotonic()
+        try:
+            async with self.hosts.slot(host_of(url)):
+                return await fetch(self.session, url, self.limits, **kwargs)
+        except FetchError as exc:
+            alt = self.cfg.http.alt_user_agent
+            if exc.kind != "http_403" or not alt:
+                raise
+            # A bot wall: one retry with the alternative User-Agent.
+            event(log, logging.INFO, "feed.retry_user_agent", feed=feed.name)
+            async with self.hosts.slot(host_of(url)):
+                return await fetch(self.session, url, self.limits, user_agent=alt, **kwargs)
+        finally:
+            self.metrics.fetch_seconds.labels("feed").observe(time.monotonic() - started)
+
+    def _moved(self, feed: Feed, state: FeedState, result: FetchResult) -> dict[str, str]:
+        """A 301/308 seen on two polls in a row moves the feed; 302/307 never do."""
+        if not result.moved_to:
+            return {"moved_to": ""}
+        if state.moved_to != result.moved_to:
+            return {"moved_to": result.moved_to}
+        event(log, logging.WARNING, "feed.moved", feed=feed.name, to=result.moved_to,
+              configured=feed.url, hint="update the URL in the config")  # fmt: skip
+        return {"moved_to": "", "url": result.moved_to, "url_from": feed.url}
+
+    async def _poll(self, feed: Feed) -> PollOutcome:
+        state = await self._state(feed)
+        if state.retired(feed.url):
+            why = "retired after 410 Gone; change its URL to revive it"
+            return PollOutcome(feed.name, "retired", error_kind="http_410", error=why)
+        result = await self._fetch_feed(feed, state)
+        now = self.clock()
+        fields = {"last_poll": now.isoformat(), "last_status": str(result.status),
+                  "last_error_kind": "", "last_error": "", "errors": "0",
+                  **self._moved(feed, state, result)}  # fmt: skip
+        if result.not_modified:
+            await self._save_state(feed, {**fields, "last_outcome": "not_modified"})
+            hints, rate = _load_hints(state.hints)
+            return PollOutcome(feed.name, "not_modified", http_status=304, headers=result.headers,
+                               hints=hints, entry_interval_s=rate)  # fmt: skip
+        parsed: ParsedFeed = await self.pool.run(
+            parse_feed, result.body, result.url, feed.name, result.content_type,
+            timeout_s=PARSE_TIMEOUT_S,
+        )  # fmt: skip
+        # Oldest first, so alerts go out in publication order.
+        entries = sorted(
+            {e.identity: e for e in fix_shared_guids(parsed.entries)}.values(),
+            key=lambda e: (e.published is None, e.published or now),
+        )
+        keys = [k for e in entries for k in seen_keys(e)]
+        unseen = set(await self.deliverer.unseen(feed.name, keys))
+        fresh = [e for e in entries if all(k in unseen for k in seen_keys(e))]
+        unseen_ids = {e.identity for e in fresh}
+        if not state.known:
+            old = [e for e in fresh if not is_within_backfill(e, now, self.cfg.backfill_window_s)]
+            await self.deliverer.mark_seen(feed.name, [k for e in old for k in seen_keys(e)], now)
+            fresh = [e for e in fresh if is_within_backfill(e, now, self.cfg.backfill_window_s)]
+        dated = [e.published.timestamp() for e in entries if e.published]
+        gap = bool(state.known and state.newest and dated and fresh and min(dated) > state.newest)
+        if gap:
+            event(log, logging.WARNING, "feed.gap", feed=feed.name,
+                  hint="items may have been missed between polls; polling more often")  # fmt: skip
+        caching = {"etag": result.etag or "", "last_modified": result.last_modified or ""}
+        backlog = len(fresh) - self.cfg.max_new_entries_per_poll
+        if backlog > 0:
+            # Newest first now; the older rest stays unseen for the next polls.
+            fresh = fresh[-self.cfg.max_new_entries_per_poll :]
+            event(log, logging.WARNING, "feed.backlog", feed=feed.name, deferred=backlog)
+            # Forget the validators, or a 304 would hide the backlog until
+            # the feed changes.
+            caching = {"etag": "", "last_modified": ""}
+        alerts = await self._process_in_order(feed, fresh)
+        alerts += await self._updates(feed, [e for e in entries if e.identity not in unseen_ids])
+        newest = max([*dated, state.newest or 0.0])
+        hints = FeedHints.from_parsed(parsed)
+        rate = entry_interval_s((e.published for e in entries), now)
+        await self._save_state(
+            feed,
+            {**fields, **caching, "known": "1", "last_outcome": "ok",
+             "parse_warning": parsed.warning or "", "newest": str(newest) if newest else "",
+             "entries": str(len(entries)), "hints": _dump_hints(hints, rate)},
+        )  # fmt: skip
+        return PollOutcome(feed.name, "ok", http_status=result.status, entries=len(entries),
+                           new_entries=len(fresh), alerts=alerts, headers=result.headers,
+                           feed_info=parsed, gap=gap, hints=hints,
+                           entry_interval_s=rate)  # fmt: skip
+
+    async def _process_in_order(self, feed: Feed, entries: list[Entry]) -> int:
+        """Fetch and extract pages concurrently, but deliver in feed order."""
+        builds = [asyncio.ensure_future(self.build_article(feed, e)) for e in entries]
+        alerts = 0
+        try:
+            for entry, build in zip(entries, builds, strict=True):
+                alerts += await self._deliver(feed, entry, await build)
+        finally:
+            for b in builds:
+                b.cancel()  # only unfinished ones: after an error or cancellation
+        return alerts
+
+    async def _updates(self, feed: Feed, seen: list[Entry]) -> int:
+        """Stories alerted on before whose headline or text changed since.
+
+        Rules with ``on_update: realert`` raise a new alert naming the first;
+        the others stay quiet. Checked only while some rule wants it.
+        """
+        if not seen or not any(r.on_update == "realert" for r in self.rules.ruleset.rules):
+            return 0
+        try:
+            records = await self.store.alerted(feed.name, [e.identity for e in seen])
+        except RedisUnavailable:
+            return 0  # checked again on the next poll
+        changed = [
+            (e, records[e.identity]) for e in seen
+            if e.identity in records and records[e.identity].get(FINGERPRINT) != fingerprint(e)
+        ]  # fmt: skip
+        alerts = 0
+        for entry, record in changed:
+            article = await self.build_article(feed, entry)
+            story = story_of(article)
+            fp = fingerprint(entry)
+            now = self.clock()
+            suppressed = 0
+            for r in match_story(story, self.rules.ruleset, all_rules=False):
+                if not r.matched:
+                    continue
+                if r.rule.on_update != "realert":
+                    suppressed += 1
+                    continue
+                alert = build_alert(article, story, r, feed.tags, now,
+                                    updates=record.get(r.rule.id), version=fp)  # fmt: skip
+                alerts += await self._send(feed, alert)
+            event(log, logging.INFO, "entry.updated", feed=feed.name, entry=entry.identity,
+                  realerted=alerts, suppressed=suppressed)  # fmt: skip
+            with contextlib.suppress(RedisUnavailable):
+                await self.store.remember_alerted(feed.name, entry.identity, fp, {})
+        return alerts
+
+    async def _send(self, feed: Feed, alert: Alert) -> int:
+        """Deliver one alert; 1 if it is out (or safely spooled), else 0."""
+        delivery = await self.deliverer.deliver(alert)
+        if delivery.status == "spooled":
+            return 1  # on disk now; Redis gets it when it is back
+        if delivery.status != "new":
+            return 0
+        self.metrics.alerts.labels(alert.rule).inc()
+        event(log, logging.INFO, "alert.published", rule=alert.rule, feed=feed.name,
+              alert_id=alert.alert_id, score=alert.score, title=alert.title,
+              body_source=alert.body_source, updates=alert.updates or "")  # fmt: skip
+        return 1
+
+    async def _deliver(self, feed: Feed, entry: Entry, article: Article) -> int:
+        alerts = 0
+        ids: dict[str, str] = {}
+        for alert in self.match(article, feed):
+            ids[alert.rule] = alert.alert_id
+            alerts += await self._send(feed, alert)
+        if ids:
+            # So a later edit of this story can be recognised (on_update).
+            with contextlib.suppress(RedisUnavailable):
+                await self.store.remember_alerted(
+                    feed.name, entry.identity, fingerprint(entry), ids
+                )
+                await self.store.count_alerts(feed.name, alerts)
+        await self.deliverer.mark_seen(feed.name, seen_keys(entry), self.clock())
+        self.metrics.entries.inc()
+        return alerts
+
+    def match(self, article: Article, feed: Feed) -> list[Alert]:
+        story = story_of(article)
+        now = self.clock()
+        return [
+            build_alert(article, story, r, feed.tags, now)
+            for r in match_story(story, self.rules.ruleset, all_rules=False)
+            if r.matched
+        ]
+
+    async def build_article(self, feed: Feed, entry: Entry) -> Article:
+        """The page body when it is usable, else the feed's own text, with the reason."""
+        feed_text = entry.content if len(entry.content) > len(entry.summary) else entry.summary
+        if not entry.link:
+            return Article(entry, feed_text, "feed", "entry has no link", entry.lang)
+        try:
+            page = await self._page(feed, entry.link)
+        except (FetchError, ExtractionError) as exc:
+            kind = exc.kind if isinstance(exc, FetchError) else "extraction"
+            self.metrics.extraction_failures.labels(kind).inc()
+            note = f"page {kind} failed: {exc}"
+            event(log, logging.WARNING, "page.failed", feed=feed.name, url=entry.link, reason=note)
+            return Article(entry, feed_text, "feed", note, entry.lang)
+        lang = page.lang or entry.lang
+        body = choose_body(page, entry.title, entry.summary, entry.content)
+        if body.source == "feed":
+            self.metrics.extraction_failures.labels("page_not_used").inc()
+        extra = {"canonical_url": page.canonical_url} if page.canonical_url else {}
+        return Article(entry, body.text, body.source, body.note, lang, extra)
+
+    async def _page(self, feed: Feed, url: str) -> PageText:
+        async with self._page_slots, self.hosts.slot(host_of(url)):
+            started = time.monotonic()
+            result = await fetch(
+                self.session,
+                url,
+                self.limits,
+                max_bytes=self.cfg.http.max_page_bytes,
+                accept=PAGE_ACCEPT,
+                allow_file=feed.url.startswith("file:"),
+            )
+            self.metrics.fetch_seconds.labels("page").observe(time.monotonic() - started)
+        try:
+            page: PageText = await self.pool.run(
+                extract_page,
+                result.body,
+                result.url,
+                self.cfg.extraction.max_html_bytes,
+                timeout_s=self.cfg.extraction.timeout_s,
+            )
+        except TaskTimeout as exc:
+            raise ExtractionError(url, str(exc)) from None
+        return page
+
+
+def _dump_hints(hints: FeedHints, rate: float | None) -> str:
+    return json.dumps({**asdict(hints), "entry_interval_s": rate})
+
+
+def _load_hints(raw: str | None) -> tuple[FeedHints, float | None]:
+    try:
+        d = json.loads(raw or "{}")
+        hints = FeedHints(
+            d.get("ttl_s"),
+            d.get("update_period_s"),
+            tuple(d.get("skip_hours") or ()),
+            tuple(d.get("skip_days") or ()),
+        )
+        return hints, d.get("entry_interval_s")
+    except (ValueError, TypeError, AttributeError):
+        return FeedHints(), None
+
+
+def story_of(article: Article) -> Story:
+    """What the matcher sees. When the body is the feed's own text, it already
+    holds the summary (or the fuller content): the summary is not counted twice."""
+    summary = "" if article.body_source == "feed" else article.entry.summary
+    return Story(article.entry.title, summary, article.body)
+
+
+def _log_outcome(o: PollOutcome) -> None:
+    if o.status == "failed":
+        event(log, logging.WARNING, "feed.failed", feed=o.feed, kind=o.error_kind, error=o.error)
+    else:
+        event(
+            log,
+            logging.INFO,
+            "feed.fetched",
+            feed=o.feed,
+            status=o.http_status,
+            entries=o.entries,
+            new=o.new_entries,
+            alerts=o.alerts,
+        )

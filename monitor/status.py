@@ -1,0 +1,89 @@
+"""``feed-monitor status``: the health of every feed, worst first (pure
+rendering plus one Redis read per feed)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+from monitor.config import Config
+from monitor.store import Store
+
+_ORDER = {"retired": 0, "failing": 1, "new": 2, "ok": 3}
+
+
+@dataclass(frozen=True)
+class FeedStatus:
+    feed: str
+    state: str  # ok | failing | retired | new
+    last_poll: str | None
+    last_status: str | None
+    next_due_in_s: float | None
+    errors: int
+    error_kind: str | None
+    error: str | None
+    entries_seen: int
+    alerts: int
+    url: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+async def feed_statuses(cfg: Config, store: Store, now: float | None = None) -> list[FeedStatus]:
+    now = time.time() if now is None else now
+    due = await store.due_times()
+    rows = []
+    for f in cfg.feeds:
+        h = await store.feed_hash(f.name)
+        state = await store.feed_state(f.name)
+        if state.retired(f.url):
+            kind = "retired"
+        elif not h:
+            kind = "new"
+        elif h.get("last_outcome") == "failed":
+            kind = "failing"
+        else:
+            kind = "ok"
+        rows.append(
+            FeedStatus(
+                feed=f.name,
+                state=kind,
+                last_poll=h.get("last_poll"),
+                last_status=h.get("last_status"),
+                next_due_in_s=round(due[f.name] - now, 1) if f.name in due else None,
+                errors=state.errors,
+                error_kind=h.get("last_error_kind") or None,
+                error=h.get("last_error") or None,
+                entries_seen=await store.seen_count(f.name),
+                alerts=int(h.get("alerts") or 0),
+                url=state.poll_url(f.url),
+            )
+        )
+    return sorted(rows, key=lambda r: (_ORDER[r.state], -r.errors, r.feed))
+
+
+def render(rows: list[FeedStatus]) -> str:
+    head = ("FEED", "STATE", "LAST POLL", "HTTP", "NEXT", "ERRORS", "SEEN", "ALERTS")
+    table = [head]
+    for r in rows:
+        nxt = "-" if r.next_due_in_s is None else _ago(r.next_due_in_s)
+        err = f"{r.errors} {r.error_kind}" if r.errors else "0"
+        last = (r.last_poll or "-")[:19].replace("T", " ")
+        table.append((r.feed, r.state, last, r.last_status or "-", nxt, err,
+                      str(r.entries_seen), str(r.alerts)))  # fmt: skip
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table
+    ]
+    failing = [r for r in rows if r.state in ("failing", "retired") and r.error]
+    if failing:
+        lines.append("")
+        lines += [f"{r.feed}: {r.error}" for r in failing]
+    return "\n".join(lines)
+
+
+def _ago(seconds: float) -> str:
+    s = abs(seconds)
+    text = f"{s:.0f}s" if s < 120 else f"{s / 60:.0f}m" if s < 7200 else f"{s / 3600:.1f}h"
+    return f"in {text}" if seconds >= 0 else f"{text} late"

@@ -1,0 +1,158 @@
+"""Real servers for tests: a redis-server on a free port, and a small news
+site (aiohttp) that serves feeds and article pages on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import redis
+import redis.asyncio as aioredis
+from aiohttp import web
+from redis.asyncio.client import PubSub
+
+from monitor import keys
+from monitor.embedded_redis import find_redis_server
+
+
+async def first_message(pubsub: PubSub, tries: int = 50) -> dict[str, Any]:
+    """The first pub/sub message (bounded: ``tries`` waits of 0.1 s)."""
+    for _ in range(tries):
+        msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+        if msg:
+            return cast(dict[str, Any], msg)
+    raise AssertionError("no message arrived")
+
+
+async def stream_entries(url: str) -> list[dict[str, str]]:
+    """The fields of every entry in the alert stream, oldest first."""
+    client = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        rows = cast(list[tuple[str, dict[str, str]]], await client.xrange(keys.ALERT_STREAM))
+    finally:
+        await client.aclose()
+    return [fields for _id, fields in rows]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A throwaway redis-server; ``stop``/``start`` simulate outages."""
+
+    def __init__(self, workdir: Path, *, persist: bool = False) -> None:
+        self.workdir = workdir
+        self.persist = persist  # AOF on, so data survives stop/start
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "yes" if self.persist else "no",
+             "--appendfsync", "always", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                client = redis.Redis(port=self.port, socket_timeout=0.5)
+                client.ping()
+                client.close()
+                return
+            except redis.RedisError:
+                time.sleep(0.05)
+        raise RuntimeError("test redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@dataclass
+class Resource:
+    body: bytes
+    content_type: str
+    etag: str | None = None
+    status: int = 200
+    delay_s: float = 0.0  # answer this much later (a slow server)
+
+
+@dataclass
+class NewsSite:
+    """Serves whatever tests put in ``resources``, counting every request."""
+
+    resources: dict[str, Resource] = field(default_factory=dict)
+    hits: dict[str, int] = field(default_factory=dict)
+    conditional_hits: dict[str, int] = field(default_factory=dict)
+
+    def put_feed(self, path: str, xml: str, etag: str | None = None) -> None:
+        self.resources[path] = Resource(xml.encode(), "application/rss+xml; charset=utf-8", etag)
+
+    def put_page(self, path: str, html: str) -> None:
+        self.resources[path] = Resource(html.encode(), "text/html; charset=utf-8")
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        self.hits[path] = self.hits.get(path, 0) + 1
+        res = self.resources.get(path)
+        if res is None:
+            return web.Response(status=404, text="not found")
+        if res.delay_s:
+            await asyncio.sleep(res.delay_s)
+        if res.etag and request.headers.get("If-None-Match") == res.etag:
+            self.conditional_hits[path] = self.conditional_hits.get(path, 0) + 1
+            return web.Response(status=304, headers={"ETag": res.etag})
+        headers = {"ETag": res.etag} if res.etag else {}
+        return web.Response(
+            status=res.status, body=res.body, content_type=res.content_type.split(";")[0],
+            charset="utf-8" if "charset" in res.content_type else None, headers=headers,
+        )  # fmt: skip
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", self.handle)
+        return app
+
+
+def rss(items: list[dict[str, str]], title: str = "Test feed") -> str:
+    """An RSS 2.0 document from item dicts (title, link, guid, description, pubDate)."""
+    parts = []
+    for it in items:
+        fields = "".join(
+            f"<{k}>{v}</{k}>"
+            for k, v in it.items()
+            if k in {"title", "link", "guid", "description", "pubDate"}
+        )
+        parts.append(f"<item>{fields}</item>")
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+        f"<title>{title}</title><link>http://example.invalid/</link>"
+        f"{''.join(parts)}</channel></rss>"
+    )
+
+
+def page(title: str, paragraphs: list[str], lang: str = "en") -> str:
+    body = "".join(f"<p>{p}</p>" for p in paragraphs)
+    return (
+        f'<!DOCTYPE html><html lang="{lang}"><head><meta charset="utf-8"><title>{title}</title>'
+        f"</head><body><nav><a href='/'>Home</a></nav><main><article><h1>{title}</h1>{body}"
+        "</article></main><footer>Test site</footer></body></html>"
+    )

@@ -1,0 +1,159 @@
+"""No alert lost, none sent twice: Redis outages and daemon crashes, for real.
+
+A real redis-server is stopped and started under the pipeline; a real
+daemon subprocess is killed with SIGKILL mid-delivery and restarted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from monitor.daemon import open_app
+from monitor.entries import Feed
+from monitor.rules import load_rules
+from tests.conftest import ROOT, make_config
+from tests.servers import NewsSite, RedisServer, page, rss, stream_entries
+
+EXE = str(Path(sys.executable).parent / "feed-monitor")
+SEED = (ROOT / "seeds" / "000_79a58b876351234c.txt").read_text(encoding="utf-8")
+PARAS = [html.escape(p) for p in SEED.split("\n\n")[1:] if p.strip()]
+
+
+def publish(news: NewsSite, base: str, n: int, delay_s: float = 0.0) -> list[str]:
+    """n matching stories (the seed's text under n titles); returns their guids."""
+    items = []
+    for i in range(n):
+        title = f"Kina og Russland: fellesøvelse nummer {i}"
+        news.put_page(f"/a/{i}.html", page(title, PARAS, lang="nb"))
+        news.resources[f"/a/{i}.html"].delay_s = delay_s
+        items.append({"title": title, "link": f"{base}/a/{i}.html", "guid": f"story-{i}"})
+    news.put_feed("/feed.xml", rss(items))
+    return [it["guid"] for it in items]
+
+
+async def stream_entry_ids(url: str) -> list[str]:
+    return [f["alert_id"] for f in await stream_entries(url)]
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis", persist=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_outage_spools_and_replays_in_order_exactly_once(
+    tmp_path: Path, private_redis: RedisServer, site: tuple[NewsSite, str]
+) -> None:
+    news, base = site
+    url = private_redis.url
+    cfg = make_config(tmp_path, [{"name": "news", "url": f"{base}/feed.xml"}],
+                      redis={"url": url})  # fmt: skip
+    ruleset = load_rules(cfg.rule_files())
+    feed = Feed("news", f"{base}/feed.xml", 60)
+    publish(news, base, 2)
+    async with open_app(cfg, url, ruleset) as app:
+        first = await app.pipeline.poll(feed)
+        assert first.alerts == 2
+
+        private_redis.stop()
+        publish(news, base, 4)
+        during = await app.pipeline.poll(feed)  # polling goes on
+        assert during.status == "ok"
+        assert during.new_entries == 2
+        assert during.alerts == 2  # spooled, on disk
+        # Two alerts; four seen-marks (each entry by its guid and by its link).
+        assert app.deliverer.outbox.depth() == (2, 4)
+        again = await app.pipeline.poll(feed)
+        assert again.new_entries == 0  # what this process saw is not redone
+
+        publish(news, base, 5)
+        await app.pipeline.poll(feed)  # a third spooled alert...
+    # ...and the daemon stops before Redis is back: the spool survives.
+    private_redis.start()
+    async with open_app(cfg, url, ruleset) as app:
+        assert app.deliverer.pending == 3
+        assert await app.deliverer.replay() == 3
+        assert app.deliverer.outbox.depth() == (0, 0)
+        after = await app.pipeline.poll(feed)
+        assert after.new_entries == 0  # the spooled seen-marks reached Redis
+        assert await app.deliverer.replay() == 0  # nothing left, nothing added
+    ids = await stream_entry_ids(url)
+    assert len(ids) == 5
+    assert len(set(ids)) == 5
+
+
+async def test_deliveries_wait_behind_the_spool_to_keep_order(
+    tmp_path: Path, private_redis: RedisServer, site: tuple[NewsSite, str]
+) -> None:
+    news, base = site
+    url = private_redis.url
+    cfg = make_config(tmp_path, [{"name": "news", "url": f"{base}/feed.xml"}],
+                      redis={"url": url})  # fmt: skip
+    feed = Feed("news", f"{base}/feed.xml", 60)
+    async with open_app(cfg, url, load_rules(cfg.rule_files())) as app:
+        private_redis.stop()
+        publish(news, base, 1)
+        await app.pipeline.poll(feed)
+        private_redis.start()
+        publish(news, base, 2)
+        await app.pipeline.poll(feed)  # Redis is back, but story-0 is still spooled
+        assert app.deliverer.pending == 2
+        await app.deliverer.replay()
+    titles = [f["alert"] for f in await stream_entries(url)]
+    assert len(titles) == 2
+    assert "nummer 0" in titles[0]
+    assert "nummer 1" in titles[1]
+
+
+async def test_sigkill_mid_delivery_then_restart_gives_every_alert_once(
+    tmp_path: Path, redis_url: str, site: tuple[NewsSite, str]
+) -> None:
+    news, base = site
+    n = 8
+    publish(news, base, n, delay_s=0.4)
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(
+        f"state_dir: st\nrules: ['{ROOT}/config/rules/*.yaml']\nredis: {{url: '{redis_url}'}}\n"
+        "http: {allow_private_addresses: true, "
+        "per_host_spacing_s: 0, per_host_concurrency: 16, timeout_s: 10, concurrency: 2}\n"
+        "extraction: {workers: 1}\n"
+        f"feeds:\n  - {{name: news, url: '{base}/feed.xml', interval_s: 1}}\n"
+    )
+
+    async def start() -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            EXE, "run", "--config", str(cfg), stderr=asyncio.subprocess.DEVNULL
+        )
+
+    proc = await start()
+    try:
+        for _ in range(600):  # kill as soon as some, not all, alerts are out
+            if len(await stream_entry_ids(redis_url)) >= 2:
+                break
+            await asyncio.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        killed_at = len(await stream_entry_ids(redis_url))
+        assert 0 < killed_at < n
+        proc = await start()
+        for _ in range(600):
+            if len(await stream_entry_ids(redis_url)) >= n:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(2.5)  # more polls: nothing may be added twice
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), timeout=30)
+    ids = await stream_entry_ids(redis_url)
+    assert len(ids) == n
+    assert len(set(ids)) == n

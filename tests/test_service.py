@@ -1,0 +1,137 @@
+"""The daemon's side of the systemd contract, with a notify socket we own.
+
+The daemon runs as a real subprocess with $NOTIFY_SOCKET pointing at a
+datagram socket bound by the test, like systemd does it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import redis.asyncio as aioredis
+
+from monitor import keys
+from tests.conftest import ROOT
+from tests.servers import NewsSite, free_port, page, rss
+
+EXE = str(Path(sys.executable).parent / "feed-monitor")
+SEED_TITLE, _, SEED_BODY = (ROOT / "seeds" / "000_79a58b876351234c.txt").read_text().partition("\n")
+
+
+Msg = dict[str, str]
+
+
+class NotifySocket:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.setblocking(False)
+        self.messages: list[dict[str, str]] = []
+
+    async def next(
+        self, key: str, value: str | None = None, within_s: float = 20
+    ) -> dict[str, str]:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(within_s):
+            while True:
+                data = await loop.sock_recv(self.sock, 4096)
+                msg = dict(line.split("=", 1) for line in data.decode().splitlines() if "=" in line)
+                self.messages.append(msg)
+                if key in msg and (value is None or msg[key] == value):
+                    return msg
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+async def eventually(probe: Callable[[], Awaitable[int]], at_least: int) -> None:
+    """Poll ``probe`` (bounded: 400 tries, 20 s) until it reaches ``at_least``."""
+    for _ in range(400):
+        if await probe() >= at_least:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never reached {at_least}")
+
+
+async def stream_len(url: str) -> int:
+    client = aioredis.Redis.from_url(url)
+    try:
+        return await client.xlen(keys.ALERT_STREAM)
+    finally:
+        await client.aclose()
+
+
+async def test_notify_watchdog_reload_metrics_and_graceful_stop(
+    tmp_path: Path, redis_url: str, site: tuple[NewsSite, str]
+) -> None:
+    news, base = site
+    paras = [p for p in SEED_BODY.split("\n\n") if p.strip()]
+    news.put_page("/seed.html", page(SEED_TITLE, paras, lang="nb"))
+    news.put_feed("/feed.xml", rss([{"title": SEED_TITLE, "link": f"{base}/seed.html",
+                                     "guid": "seed"}]))  # fmt: skip
+    port = free_port()
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(
+        f"state_dir: st\nrules: ['{ROOT}/config/rules/*.yaml']\n"
+        f"redis: {{url: '{redis_url}'}}\n"
+        "http: {allow_private_addresses: true, "
+        "per_host_spacing_s: 0, per_host_concurrency: 16, timeout_s: 10}\n"
+        "extraction: {workers: 1}\n"
+        f"metrics: {{listen: '127.0.0.1:{port}'}}\nshutdown_deadline_s: 15\n"
+        f"feeds:\n  - {{name: news, url: '{base}/feed.xml', interval_s: 1}}\n"
+    )
+    notify = NotifySocket(tmp_path / "notify.sock")
+    env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000", "PATH": "/usr/bin:/bin"}
+    proc = await asyncio.create_subprocess_exec(
+        EXE, "run", "--config", str(cfg), env=env, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        ready = await notify.next("READY", "1")
+        assert "rules" in ready["STATUS"]
+        # Readiness means Redis answers and the rules are loaded.
+        assert await stream_len(redis_url) >= 0
+        watchdogs = 0
+        while watchdogs < 3:
+            await notify.next("WATCHDOG", "1", within_s=5)
+            watchdogs += 1
+        await eventually(lambda: stream_len(redis_url), 1)
+        statuses = [(await notify.next("STATUS"))["STATUS"] for _ in range(3)]
+        assert any("1 alerts today" in st for st in statuses)
+
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
+                metrics = await resp.text()
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                assert resp.status == 200
+        assert 'feed_monitor_polls_total{outcome="ok"}' in metrics
+        assert 'feed_monitor_alerts_total{rule="sino-russian-military"} 1.0' in metrics
+        assert "feed_monitor_rules_loaded 1.0" in metrics
+
+        proc.send_signal(signal.SIGHUP)
+        await notify.next("RELOADING", "1")
+        await notify.next("READY", "1")
+
+        # A poll in flight (slow page) when SIGTERM arrives is finished first.
+        news.put_page("/slow.html", page(SEED_TITLE + " II", paras, lang="nb"))
+        news.resources["/slow.html"].delay_s = 3.0
+        news.put_feed("/feed.xml", rss([
+            {"title": SEED_TITLE, "link": f"{base}/seed.html", "guid": "seed"},
+            {"title": SEED_TITLE + " II", "link": f"{base}/slow.html", "guid": "slow"},
+        ]))  # fmt: skip
+        await eventually(lambda: asyncio.sleep(0, news.hits.get("/slow.html", 0)), 1)
+        proc.send_signal(signal.SIGTERM)
+        await notify.next("STOPPING", "1")
+        assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
+        assert await stream_len(redis_url) == 2  # the in-flight story was delivered
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        notify.close()
