@@ -1,0 +1,124 @@
+"""Live rule editing against a running daemon (a real subprocess)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from tests.servers import NewsSite, page, rss, stream_entries
+
+EXE = str(Path(sys.executable).parent / "feed-monitor")
+
+RULES_V1 = """\
+concepts:
+  watch:
+    terms: {en: [omega]}
+rules:
+  - id: watch
+    title: Watch
+    match: {all: [watch]}
+"""
+RULES_V2 = RULES_V1.replace("omega", "alpha")
+RULES_BROKEN = RULES_V2.replace("match: {all: [watch]}", "match: {all: [watch, nope]}")
+
+
+class Daemon:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self.reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        assert self.proc.stderr is not None
+        async for raw in self.proc.stderr:
+            self.lines.append(raw.decode(errors="replace"))
+
+    async def wait_for(self, fragment: str, after: int = 0) -> str:
+        try:
+            async with asyncio.timeout(20):
+                while True:
+                    for line in self.lines[after:]:
+                        if fragment in line:
+                            return line
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            pass
+        raise AssertionError(f"no {fragment!r} in log:\n{''.join(self.lines[-30:])}")
+
+
+def publish(news: NewsSite, base: str, n: int) -> None:
+    items = [
+        {"title": f"Story {i}", "link": f"{base}/s{i}.html", "guid": f"s{i}"}
+        for i in range(1, n + 1)
+    ]
+    for it in items:
+        news.put_page(it["link"].removeprefix(base), page(it["title"], ["The alpha team met."]))
+    news.put_feed("/feed.xml", rss(items))
+
+
+async def alert_titles(sock: Path) -> list[str]:
+    return [f["alert_id"] for f in await stream_entries(f"unix://{sock}")]
+
+
+async def test_edits_apply_live_and_broken_edits_keep_old_rules(
+    tmp_path: Path, site: tuple[NewsSite, str]
+) -> None:
+    news, base = site
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    pack = rules / "pack.yaml"
+    pack.write_text(RULES_V1)
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(
+        "state_dir: st\nrules: [rules/*.yaml]\n"
+        "http: {allow_private_addresses: true, "
+        "per_host_spacing_s: 0, per_host_concurrency: 16, timeout_s: 5}\n"
+        "extraction: {workers: 1}\n"
+        f"feeds:\n  - {{name: f, url: '{base}/feed.xml', interval_s: 0.5}}\n"
+    )
+    publish(news, base, 1)
+    proc = await asyncio.create_subprocess_exec(
+        EXE, "run", "--config", str(cfg), stderr=asyncio.subprocess.PIPE
+    )
+    daemon = Daemon(proc)
+    sock = tmp_path / "st" / "redis.sock"
+    try:
+        await daemon.wait_for("feed.fetched feed=f status=200 entries=1 new=1 alerts=0")
+        assert await alert_titles(sock) == []
+
+        mark = len(daemon.lines)
+        pack.write_text(RULES_V2)
+        await daemon.wait_for("rules.reloaded", after=mark)
+        publish(news, base, 2)
+        # Wait on lines only this poll can print: a line from the poll before
+        # may still arrive after `mark` and would satisfy a looser fragment.
+        await daemon.wait_for("entries=2 new=1 alerts=1", after=mark)
+        assert len(await alert_titles(sock)) == 1
+
+        mark = len(daemon.lines)
+        pack.write_text(RULES_BROKEN)
+        rejected = await daemon.wait_for("rules.rejected", after=mark)
+        assert f"{pack}:7:" in rejected
+        assert "unknown concept 'nope'" in rejected
+        await daemon.wait_for("rules.kept", after=mark)
+        publish(news, base, 3)  # the old (v2) rules still run
+        await daemon.wait_for("entries=3 new=1 alerts=1", after=mark)
+        assert len(await alert_titles(sock)) == 2
+
+        mark = len(daemon.lines)
+        reload = await asyncio.create_subprocess_exec(
+            EXE, "reload", "--config", str(cfg), stdout=asyncio.subprocess.PIPE
+        )  # sends SIGHUP to the pid in the state dir
+        out, _ = await reload.communicate()
+        assert reload.returncode == 0
+        assert f"pid {proc.pid}" in out.decode()
+        line = await daemon.wait_for("reason=SIGHUP", after=mark)
+        assert "rules.kept" in line  # the file is still broken: old rules stay
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), timeout=30)
+        await daemon.reader
+    assert proc.returncode == 0
