@@ -18,6 +18,8 @@ import pebble
 
 T = TypeVar("T")
 
+PRELOAD = ("monitor.extract", "monitor.feedparse")
+
 
 class TaskTimeout(Exception):
     """The task ran longer than its limit; its worker was killed."""
@@ -27,6 +29,11 @@ class WorkerPool:
     def __init__(self, workers: int, max_tasks: int) -> None:
         # forkserver: workers start clean, not as forks of a threaded daemon.
         ctx = multiprocessing.get_context("forkserver")
+        # The server would otherwise import ``__main__`` (the whole daemon:
+        # aiohttp, redis, the rule index) into every worker. Preloading only
+        # what tasks run keeps workers lean, and a worker recycled after
+        # ``max_tasks`` starts without re-importing trafilatura.
+        ctx.set_forkserver_preload(list(PRELOAD))
         self._pool = pebble.ProcessPool(max_workers=workers, max_tasks=max_tasks, context=ctx)
         self.workers = workers
 
