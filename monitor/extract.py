@@ -22,8 +22,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import trafilatura
-
 from monitor.pagemeta import PageMeta, clean_space, decode_html, html_to_text, parse_html, read_meta
 
 # Below this many characters a page "body" is probably a teaser or a wall.
@@ -115,6 +113,11 @@ class BodyChoice:
 
 def _run_trafilatura(tree: Any, url: str | None, opts: dict[str, Any]) -> tuple[str, list[str]]:
     """The body text and the texts of the headings it begins with."""
+    # Imported here, not at the top: the daemon imports this module for
+    # choose_body and PageText, and need not carry trafilatura's ~30 MB; the
+    # workers have it preloaded (monitor.workers.PRELOAD).
+    import trafilatura
+
     try:
         doc = trafilatura.bare_extraction(tree, url=url, **opts)
     except RecursionError:  # absurdly deep markup: no body rather than a crash

@@ -18,7 +18,7 @@ import pebble
 
 T = TypeVar("T")
 
-PRELOAD = ("monitor.extract", "monitor.feedparse")
+PRELOAD = ("monitor.extract", "monitor.feedparse", "trafilatura")
 
 
 class TaskTimeout(Exception):
