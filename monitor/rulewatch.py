@@ -1,4 +1,4 @@
-"""Watch rule files and the config for edits, so saved changes go live.
+"""Watch the config, rule files and feed files for edits, so saved changes go live.
 
 Editors save in many ways (write in place, write-and-rename, delete and
 recreate), so the watch is on the directories, filtered to the files the
@@ -19,9 +19,14 @@ from monitor.config import Config
 DEBOUNCE_MS = 200
 
 
+def _patterns(cfg: Config) -> tuple[str, ...]:
+    """The globs whose files are loaded: rule packs and feed lists."""
+    return (*cfg.rules, *cfg.feed_files)
+
+
 def watched_dirs(cfg: Config) -> list[Path]:
     dirs: dict[Path, None] = {}
-    for pattern in cfg.rules:
+    for pattern in _patterns(cfg):
         p = Path(pattern)
         base = p if p.is_absolute() else cfg.base_dir / p
         # The deepest directory without wildcards.
@@ -35,11 +40,11 @@ def watched_dirs(cfg: Config) -> list[Path]:
 
 
 def is_relevant(cfg: Config, changed: Path) -> bool:
-    """Is ``changed`` the config file or a file the rule globs select?"""
+    """Is ``changed`` the config file or a file the rule or feed globs select?"""
     changed = changed.resolve() if changed.exists() else changed
     if cfg.source and changed == cfg.source.resolve():
         return True
-    for pattern in cfg.rules:
+    for pattern in _patterns(cfg):
         p = Path(pattern)
         base = p if p.is_absolute() else cfg.base_dir / p
         if fnmatch.fnmatch(str(changed), str(base.resolve())) or changed == base.resolve():
