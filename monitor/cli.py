@@ -469,7 +469,8 @@ def _feed_list(path: Path) -> list[OpmlFeed]:
     if not path.exists():
         return []
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    return [OpmlFeed(f["name"], f["url"], f["name"], tuple(f.get("tags") or ()), None)
+    return [OpmlFeed(f["name"], f["url"], f["name"], tuple(f.get("tags") or ()), None,
+                     f.get("interval_s"))
             for f in data.get("feeds") or []]  # fmt: skip
 
 

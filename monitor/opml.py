@@ -70,6 +70,8 @@ class OpmlFeed:
     title: str
     tags: tuple[str, ...]
     html_url: str | None
+    # Kept when a generated feed list is rewritten; None takes the default.
+    interval_s: float | None = None
 
 
 @dataclass
@@ -153,10 +155,11 @@ def to_opml(feeds: Sequence[tuple[str, str, Sequence[str]]], title: str) -> byte
 
 
 def feeds_yaml(feeds: Sequence[OpmlFeed], interval_s: float) -> str:
-    """A ``feeds:`` YAML document for the config, one mapping per feed, titles as comments."""
+    """A ``feeds:`` YAML document for the config, one mapping per feed, titles as comments.
+
+    ``interval_s`` is for feeds that carry none of their own."""
     if not 0 < interval_s <= 7 * 86400:
         raise ValueError("interval_s must be more than 0 and at most 7 days")
-    interval: float = int(interval_s) if float(interval_s).is_integer() else interval_s
     if not feeds:
         return "feeds: []\n"
     lines = ["feeds:"]
@@ -164,6 +167,8 @@ def feeds_yaml(feeds: Sequence[OpmlFeed], interval_s: float) -> str:
         comment = " ".join("".join(c if c.isprintable() else " " for c in f.title).split())
         if comment and comment != f.name:
             lines.append(f"  # {comment}")
+        own = f.interval_s if f.interval_s is not None else interval_s
+        interval: float = int(own) if float(own).is_integer() else own
         item: dict[str, object] = {"name": f.name, "url": f.url, "interval_s": interval}
         if f.tags:
             item["tags"] = _FlowList(f.tags)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import ROOT
 from tests.servers import NewsSite, page, rss
@@ -238,3 +239,26 @@ def test_feeds_import_export_and_add(tmp_path: Path, site_sync: str) -> None:
     added = run("feeds", "add", f"{site_sync}/home.html", "--config", str(cfg))
     assert added.returncode == 0, added.stderr
     assert f"url: {site_sync}/feed.xml" in added.stdout
+
+
+def test_feeds_out_keeps_the_intervals_already_in_the_list(tmp_path: Path) -> None:
+    def opml(path: Path, url: str) -> Path:
+        path.write_text(
+            '<?xml version="1.0"?><opml version="2.0"><head><title>s</title></head><body>'
+            f'<outline text="{path.stem}" type="rss" xmlUrl="{url}"/></body></opml>'
+        )
+        return path
+
+    cfg = write_config(tmp_path, "  []\n")
+    out = tmp_path / "feeds" / "subs.yaml"
+    first = opml(tmp_path / "a.opml", "http://127.0.0.1:9/a.xml")
+    second = opml(tmp_path / "b.opml", "http://127.0.0.1:9/b.xml")
+    for path, interval in ((first, "600"), (second, "60")):
+        res = run("feeds", "import", str(path), "--out", str(out), "--interval", interval,
+                  "--config", str(cfg))  # fmt: skip
+        assert res.returncode == 0, res.stderr
+    feeds = yaml.safe_load(out.read_text())["feeds"]
+    assert {f["url"]: f["interval_s"] for f in feeds} == {
+        "http://127.0.0.1:9/a.xml": 600,
+        "http://127.0.0.1:9/b.xml": 60,
+    }
