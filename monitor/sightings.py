@@ -1,0 +1,161 @@
+"""Redis memory of alerted stories, so a story met again becomes an update, not an alert.
+
+Per rule, for ``dedupe.window_s`` (every key expires, so memory is bounded
+by the alerts of one window):
+
+- ``same:url:<rule>:<sha1>`` -> the rule's first alert_id for that page;
+- ``same:band:<rule>:<band>`` -> sorted set of first alert_ids with that
+  LSH band, scored by time (older members are trimmed on every visit);
+- ``same:sig:<alert_id>`` -> the first alert's text signature (hex), so a
+  band collision is verified on the whole signature before it counts.
+
+One Lua script decides and records at once, so two deliveries of the same
+story racing each other cannot both become first alerts. A second edge
+module on redis-py beside monitor/store.py (it borrows the Store's client);
+its errors become ``RedisUnavailable`` here too, and then the caller
+delivers the alert as a new one: a story is never dropped for dedupe.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from redis.exceptions import RedisError
+
+from monitor import keys
+from monitor.alerts import Alert, Sighting, iso
+from monitor.config import DedupeSettings
+from monitor.entries import Article
+from monitor.errors import RedisUnavailable
+from monitor.logs import event
+from monitor.sameness import StoryMark, also_seen_alert, band_keys, signature, story_urls, to_hex
+from monitor.store import Store
+
+log = logging.getLogger("monitor.sightings")
+
+MAX_CANDIDATES = 200  # signatures verified per decision, newest first
+
+# KEYS: url keys (ARGV[5] of them), band keys (ARGV[6]), then this alert's
+# signature key. ARGV: alert_id, now, window_s, threshold, #urls, #bands,
+# signature hex ("" = no text test), signature key prefix, max candidates.
+# Returns {first alert_id, "new" | "url" | "text", similarity}.
+_CLAIM = """
+local me, now, window = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local threshold, nu, nb = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local sig, prefix, cap = ARGV[7], ARGV[8], tonumber(ARGV[9])
+local function claim_urls(owner)
+  for j = 1, nu do redis.call('SET', KEYS[j], owner, 'NX', 'EX', window) end
+end
+for i = 1, nu do
+  local first = redis.call('GET', KEYS[i])
+  if first and first ~= me then
+    claim_urls(first)
+    return {first, 'url', '1'}
+  end
+end
+if sig ~= '' then
+  local best, best_sim, seen, n = nil, -1, {}, 0
+  local width = string.len(sig)
+  for i = nu + 1, nu + nb do
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. (now - window))
+    for _, id in ipairs(redis.call('ZREVRANGE', KEYS[i], 0, cap - 1)) do
+      if id ~= me and not seen[id] and n < cap then
+        seen[id] = true
+        n = n + 1
+        local other = redis.call('GET', prefix .. id)
+        if other and string.len(other) == width then
+          local same = 0
+          for p = 1, width, 8 do
+            if string.sub(sig, p, p + 7) == string.sub(other, p, p + 7) then same = same + 1 end
+          end
+          local sim = same / (width / 8)
+          if sim > best_sim then best, best_sim = id, sim end
+        end
+      end
+    end
+  end
+  if best and best_sim >= threshold then
+    claim_urls(best)
+    return {best, 'text', tostring(best_sim)}
+  end
+end
+for j = 1, nu do redis.call('SET', KEYS[j], me, 'EX', window) end
+if sig ~= '' then
+  redis.call('SET', KEYS[nu + nb + 1], sig, 'EX', window)
+  for i = nu + 1, nu + nb do
+    redis.call('ZADD', KEYS[i], now, me)
+    redis.call('EXPIRE', KEYS[i], window)
+  end
+end
+return {me, 'new', '0'}
+"""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whose story this is for one rule: ``by`` is "new" when it is this alert's own."""
+
+    first_id: str
+    by: str  # "new" | "url" | "text"
+    similarity: float
+
+
+class Sightings:
+    def __init__(self, store: Store, settings: DedupeSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self._claim = store.client.register_script(_CLAIM)
+
+    def mark(self, article: Article) -> StoryMark:
+        """The story's sameness URLs and text signature, as the settings ask."""
+        s = self.settings
+        urls = story_urls(article.entry.link, article.extra.get("canonical_url"))
+        sig = signature(article.body, shingle_words=s.shingle_words, min_words=s.min_words)
+        return StoryMark(urls if s.by_url else (), sig if s.by_text else None)
+
+    async def claim(self, rule: str, alert_id: str, mark: StoryMark, now: float) -> Verdict:
+        """Record this alert as the rule's first for the story, or name the first."""
+        bands: Sequence[str] = band_keys(mark.signature) if mark.signature else ()
+        key_list = [keys.sameness_url(rule, u) for u in mark.urls]
+        key_list += [keys.sameness_band(rule, b) for b in bands]
+        key_list.append(keys.sameness_signature(alert_id))
+        s = self.settings
+        sig = to_hex(mark.signature) if mark.signature else ""
+        args: list[str | int | float] = [alert_id, now, s.window_s, s.threshold, len(mark.urls),
+                                         len(bands), sig, keys.SAMENESS_SIGNATURE,
+                                         MAX_CANDIDATES]  # fmt: skip
+        try:
+            first, by, sim = await self._claim(keys=key_list, args=args)
+        except (RedisError, OSError) as exc:
+            raise RedisUnavailable(self.store.where, f"{type(exc).__name__}: {exc}") from exc
+        return Verdict(str(first), str(by), float(sim))
+
+    async def resolve(self, alerts: list[Alert], article: Article, now: datetime) -> list[Alert]:
+        """Each alert as it is, or as an ``also_seen`` update of the rule's
+        first alert for this story. Redis away: all as they are (new alerts)."""
+        if not alerts or not self.settings.enabled:
+            return alerts
+        mark = self.mark(article)
+        if not mark.urls and mark.signature is None:
+            return alerts
+        out = []
+        for alert in alerts:
+            try:
+                verdict = await self.claim(alert.rule, alert.alert_id, mark, now.timestamp())
+            except RedisUnavailable as exc:
+                event(log, logging.WARNING, "dedupe.skipped", rule=alert.rule,
+                      alert_id=alert.alert_id, reason=exc.detail)  # fmt: skip
+                out.append(alert)
+                continue
+            if verdict.by == "new":
+                out.append(alert)
+                continue
+            seen = Sighting(alert.feed, alert.url, iso(now), alert.entry_id, verdict.by,
+                            round(verdict.similarity, 4))  # fmt: skip
+            event(log, logging.INFO, "alert.also_seen", rule=alert.rule, feed=alert.feed,
+                  first=verdict.first_id, by=verdict.by, similarity=seen.similarity)  # fmt: skip
+            out.append(also_seen_alert(alert, verdict.first_id, seen))
+        return out
