@@ -19,6 +19,7 @@ from monitor.sameness import (
     to_hex,
     tokens,
 )
+from monitor.subscribe import format_alert
 
 THRESHOLD, SHINGLE, MIN_WORDS = 0.3, 4, 15
 
@@ -180,3 +181,10 @@ def test_old_alert_documents_read_as_new_alerts() -> None:
     back = Alert.from_json(doc)
     assert back.kind == "alert"
     assert back.also_seen is None
+
+
+def test_subscribe_prints_an_update_as_one() -> None:
+    seen = Sighting("b", "https://mirror.example/x", "2026-11-23T22:00:00Z", "guid:b-1", "url", 1.0)
+    text = format_alert(also_seen_alert(_alert(), "f" * 32, seen))
+    assert f"also seen: the story of alert {'f' * 32} (same url, similarity 1)" in text
+    assert "also seen" not in format_alert(_alert())
