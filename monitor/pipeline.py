@@ -310,7 +310,8 @@ class Pipeline:
             return 1  # on disk now; Redis gets it when it is back
         if delivery.status != "new":
             return 0
-        self.metrics.alerts.labels(alert.rule).inc()
+        if alert.kind == "alert":  # an also_seen update is not an alert
+            self.metrics.alerts.labels(alert.rule).inc()
         event(log, logging.INFO, "alert.published", rule=alert.rule, feed=feed.name,
               alert_id=alert.alert_id, score=alert.score, title=alert.title,
               body_source=alert.body_source, updates=alert.updates or "",
