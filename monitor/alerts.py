@@ -39,7 +39,7 @@ class Sighting:
     url: str | None
     time: str  # when the daemon saw it, ISO 8601 UTC
     entry_id: str
-    by: str  # "url" or "text": how the sameness was found
+    by: str  # how the sameness was found: "entry", "url" or "text"
     similarity: float  # estimated Jaccard of the bodies; 1.0 for "url"
 
 

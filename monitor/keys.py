@@ -59,3 +59,8 @@ SAMENESS_SIGNATURE = f"{PREFIX}:same:sig:"
 
 def sameness_signature(alert_id: str) -> str:
     return SAMENESS_SIGNATURE + alert_id
+
+
+def sameness_first_feed(alert_id: str) -> str:
+    """String: the feed that raised a first alert."""
+    return f"{PREFIX}:same:feed:{alert_id}"

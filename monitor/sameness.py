@@ -180,11 +180,12 @@ def from_hex(text: str) -> tuple[int, ...]:
 
 def also_seen_alert(alert: Alert, first_id: str, sighting: Sighting) -> Alert:
     """The update that attaches this sighting to the rule's first alert for
-    the story. Its id is deterministic (rule, this entry, the first alert),
-    so re-delivering it after a crash appends nothing."""
+    the story. Its id is deterministic (rule, this entry, its feed, the
+    first alert), so re-delivering it after a crash appends nothing."""
+    version = f"also_seen:{first_id}:{sighting.feed}"
     return replace(
         alert,
-        alert_id=alert_id(alert.rule, alert.entry_id, f"also_seen:{first_id}"),
+        alert_id=alert_id(alert.rule, alert.entry_id, version),
         kind="also_seen",
         updates=first_id,
         also_seen=sighting,

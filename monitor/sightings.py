@@ -7,7 +7,9 @@ by the alerts of one window):
 - ``same:band:<rule>:<band>`` -> sorted set of first alert_ids with that
   LSH band, scored by time (older members are trimmed on every visit);
 - ``same:sig:<alert_id>`` -> the first alert's text signature (hex), so a
-  band collision is verified on the whole signature before it counts.
+  band collision is verified on the whole signature before it counts;
+- ``same:feed:<alert_id>`` -> the feed that raised it: the same entry (same
+  guid or link, hence the same alert_id) in another feed is a sighting too.
 
 One Lua script decides and records at once, so two deliveries of the same
 story racing each other cannot both become first alerts. A second edge
@@ -38,16 +40,24 @@ log = logging.getLogger("monitor.sightings")
 
 MAX_CANDIDATES = 200  # signatures verified per decision, newest first
 
-# KEYS: url keys (ARGV[5] of them), band keys (ARGV[6]), then this alert's
-# signature key. ARGV: alert_id, now, window_s, threshold, #urls, #bands,
-# signature hex ("" = no text test), signature key prefix, max candidates.
-# Returns {first alert_id, "new" | "url" | "text", similarity}.
+# KEYS: url keys (ARGV[5] of them), band keys (ARGV[6]), this alert's
+# signature key, its first-feed key. ARGV: alert_id, now, window_s,
+# threshold, #urls, #bands, signature hex ("" = no text test), signature key
+# prefix, max candidates, feed. Returns {first alert_id, "new" | "entry" |
+# "url" | "text", similarity}.
 _CLAIM = """
 local me, now, window = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local threshold, nu, nb = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local sig, prefix, cap = ARGV[7], ARGV[8], tonumber(ARGV[9])
+local sig, prefix, cap, feed = ARGV[7], ARGV[8], tonumber(ARGV[9]), ARGV[10]
+local first_feed = KEYS[nu + nb + 2]
 local function claim_urls(owner)
   for j = 1, nu do redis.call('SET', KEYS[j], owner, 'NX', 'EX', window) end
+end
+-- The same entry (same guid or link, so the same alert_id) in another feed.
+local owner = redis.call('GET', first_feed)
+if owner and owner ~= feed then
+  claim_urls(me)
+  return {me, 'entry', '1'}
 end
 for i = 1, nu do
   local first = redis.call('GET', KEYS[i])
@@ -83,6 +93,7 @@ if sig ~= '' then
   end
 end
 for j = 1, nu do redis.call('SET', KEYS[j], me, 'EX', window) end
+redis.call('SET', first_feed, feed, 'EX', window)
 if sig ~= '' then
   redis.call('SET', KEYS[nu + nb + 1], sig, 'EX', window)
   for i = nu + 1, nu + nb do
@@ -99,7 +110,7 @@ class Verdict:
     """Whose story this is for one rule: ``by`` is "new" when it is this alert's own."""
 
     first_id: str
-    by: str  # "new" | "url" | "text"
+    by: str  # "new" | "entry" | "url" | "text"
     similarity: float
 
 
@@ -116,17 +127,19 @@ class Sightings:
         sig = signature(article.body, shingle_words=s.shingle_words, min_words=s.min_words)
         return StoryMark(urls if s.by_url else (), sig if s.by_text else None)
 
-    async def claim(self, rule: str, alert_id: str, mark: StoryMark, now: float) -> Verdict:
-        """Record this alert as the rule's first for the story, or name the first."""
+    async def claim(
+        self, rule: str, alert_id: str, feed: str, mark: StoryMark, now: float
+    ) -> Verdict:
+        """Record this alert (from ``feed``) as the rule's first for the story, or name it."""
         bands: Sequence[str] = band_keys(mark.signature) if mark.signature else ()
         key_list = [keys.sameness_url(rule, u) for u in mark.urls]
         key_list += [keys.sameness_band(rule, b) for b in bands]
-        key_list.append(keys.sameness_signature(alert_id))
+        key_list += [keys.sameness_signature(alert_id), keys.sameness_first_feed(alert_id)]
         s = self.settings
         sig = to_hex(mark.signature) if mark.signature else ""
         args: list[str | int | float] = [alert_id, now, s.window_s, s.threshold, len(mark.urls),
                                          len(bands), sig, keys.SAMENESS_SIGNATURE,
-                                         MAX_CANDIDATES]  # fmt: skip
+                                         MAX_CANDIDATES, feed]  # fmt: skip
         try:
             first, by, sim = await self._claim(keys=key_list, args=args)
         except (RedisError, OSError) as exc:
@@ -139,12 +152,12 @@ class Sightings:
         if not alerts or not self.settings.enabled:
             return alerts
         mark = self.mark(article)
-        if not mark.urls and mark.signature is None:
-            return alerts
         out = []
         for alert in alerts:
             try:
-                verdict = await self.claim(alert.rule, alert.alert_id, mark, now.timestamp())
+                verdict = await self.claim(
+                    alert.rule, alert.alert_id, alert.feed, mark, now.timestamp()
+                )
             except RedisUnavailable as exc:
                 event(log, logging.WARNING, "dedupe.skipped", rule=alert.rule,
                       alert_id=alert.alert_id, reason=exc.detail)  # fmt: skip

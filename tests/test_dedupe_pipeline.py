@@ -92,6 +92,27 @@ async def test_the_same_story_in_two_feeds_gives_one_alert_and_one_update(
     assert len({a.alert_id for a in alerts}) == 3
 
 
+async def test_one_article_in_two_section_feeds_gives_one_alert_and_one_update(
+    tmp_path: Path, redis_url: str, site: tuple[NewsSite, str]
+) -> None:
+    """Same link and no guid: the same entry identity, so the same alert_id."""
+    news, base = site
+    news.put_page("/a.html", page("New ferry line to Svalbard", STORY))
+    for name in ("world", "europe"):
+        news.put_feed(f"/{name}.xml", rss([{"title": "Ferry", "link": f"{base}/a.html"}]))
+    cfg = config(tmp_path, base)
+    async with open_app(cfg, redis_url, load_rules(cfg.rule_files())) as app:
+        polls = [
+            await app.pipeline.poll(Feed(n, f"{base}/{n}.xml", 60)) for n in ("world", "europe")
+        ]
+    assert [p.alerts for p in polls] == [1, 0]
+    first, update = await alerts_in_stream(redis_url)
+    assert (first.kind, first.feed) == ("alert", "world")
+    assert (update.kind, update.feed, update.updates) == ("also_seen", "europe", first.alert_id)
+    assert update.also_seen is not None
+    assert (update.also_seen.feed, update.also_seen.by) == ("europe", "entry")
+
+
 async def test_distinct_stories_sharing_words_give_two_alerts(
     tmp_path: Path, redis_url: str, site: tuple[NewsSite, str]
 ) -> None:

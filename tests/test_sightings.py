@@ -40,19 +40,19 @@ async def store(redis_url: str) -> AsyncIterator[Store]:
 
 async def test_first_sighting_claims_and_later_ones_name_it(store: Store) -> None:
     sights = Sightings(store, SETTINGS)
-    first = await sights.claim("r", "a1", mark(EN, "//news.example/1"), NOW)
+    first = await sights.claim("r", "a1", "f", mark(EN, "//news.example/1"), NOW)
     assert (first.first_id, first.by) == ("a1", "new")
-    by_url = await sights.claim("r", "a2", mark(EN_OTHER, "//news.example/1"), NOW + 1)
+    by_url = await sights.claim("r", "a2", "f", mark(EN_OTHER, "//news.example/1"), NOW + 1)
     assert (by_url.first_id, by_url.by, by_url.similarity) == ("a1", "url", 1.0)
-    by_text = await sights.claim("r", "a3", mark("Breaking: " + EN, "//mirror.example/9"), NOW)
+    by_text = await sights.claim("r", "a3", "f", mark("Breaking: " + EN, "//mirror.example/9"), NOW)
     assert (by_text.first_id, by_text.by) == ("a1", "text")
     assert SETTINGS.threshold <= by_text.similarity < 1.0
     # The mirror's address now leads to the first alert too, without text.
-    again = await sights.claim("r", "a4", StoryMark(("//mirror.example/9",), None), NOW)
+    again = await sights.claim("r", "a4", "f", StoryMark(("//mirror.example/9",), None), NOW)
     assert (again.first_id, again.by) == ("a1", "url")
-    distinct = await sights.claim("r", "a5", mark(EN_OTHER, "//news.example/2"), NOW)
+    distinct = await sights.claim("r", "a5", "f", mark(EN_OTHER, "//news.example/2"), NOW)
     assert (distinct.first_id, distinct.by) == ("a5", "new")
-    other_rule = await sights.claim("q", "b1", mark(EN, "//news.example/1"), NOW)
+    other_rule = await sights.claim("q", "b1", "f", mark(EN, "//news.example/1"), NOW)
     assert (other_rule.first_id, other_rule.by) == ("b1", "new")
 
 
@@ -60,19 +60,28 @@ async def test_the_same_alert_claiming_again_stays_first(store: Store) -> None:
     """A re-delivery after a crash: the alert finds itself, not a rival."""
     sights = Sightings(store, SETTINGS)
     m = mark(EN, "//news.example/1")
-    assert (await sights.claim("r", "a1", m, NOW)).by == "new"
-    assert (await sights.claim("r", "a1", m, NOW + 5)).by == "new"
-    assert (await sights.claim("r", "a1", mark(EN), NOW + 5)).by == "new"
+    assert (await sights.claim("r", "a1", "f", m, NOW)).by == "new"
+    assert (await sights.claim("r", "a1", "f", m, NOW + 5)).by == "new"
+    assert (await sights.claim("r", "a1", "f", mark(EN), NOW + 5)).by == "new"
+
+
+async def test_the_same_entry_in_another_feed_is_a_sighting(store: Store) -> None:
+    """Same guid or link, hence the same alert_id, but from another feed."""
+    sights = Sightings(store, SETTINGS)
+    assert (await sights.claim("r", "a1", "world", StoryMark((), None), NOW)).by == "new"
+    assert (await sights.claim("r", "a1", "world", StoryMark((), None), NOW)).by == "new"
+    other = await sights.claim("r", "a1", "europe", StoryMark((), None), NOW)
+    assert (other.first_id, other.by) == ("a1", "entry")
 
 
 async def test_every_key_expires_within_the_window(store: Store) -> None:
     sights = Sightings(store, SETTINGS)
     m = mark(ZH, "//news.example/1", "//wire.example/zh")
-    await sights.claim("r", "a1", m, NOW)
+    await sights.claim("r", "a1", "f", m, NOW)
     assert m.signature is not None
     written = [keys.sameness_url("r", u) for u in m.urls]
     written += [keys.sameness_band("r", b) for b in band_keys(m.signature)]
-    written.append(keys.sameness_signature("a1"))
+    written += [keys.sameness_signature("a1"), keys.sameness_first_feed("a1")]
     for key in written:
         ttl = await store.client.ttl(key)
         assert 0 < ttl <= WINDOW, key
@@ -81,8 +90,8 @@ async def test_every_key_expires_within_the_window(store: Store) -> None:
 
 async def test_a_story_older_than_the_window_is_not_matched(store: Store) -> None:
     sights = Sightings(store, SETTINGS)
-    await sights.claim("r", "a1", mark(EN), NOW)
-    later = await sights.claim("r", "a2", mark(EN), NOW + WINDOW + 1)
+    await sights.claim("r", "a1", "f", mark(EN), NOW)
+    later = await sights.claim("r", "a2", "f", mark(EN), NOW + WINDOW + 1)
     assert (later.first_id, later.by) == ("a2", "new")
     # ...and the stale member left the band sets when they were visited.
     m = mark(EN)
@@ -98,7 +107,7 @@ async def test_concurrent_deliveries_make_one_first_alert(
     sights = Sightings(store, SETTINGS)
     m = mark(EN, *urls)
     verdicts = await asyncio.gather(
-        *(sights.claim("r", f"a{i}", m, NOW) for i in range(20))
+        *(sights.claim("r", f"a{i}", "f", m, NOW) for i in range(20))
     )  # fmt: skip
     firsts = {v.first_id for v in verdicts}
     assert len(firsts) == 1
