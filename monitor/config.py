@@ -151,6 +151,10 @@ class DedupeSettings(_Model):
     # Same text: MinHash estimate of the bodies' shingle overlap (Jaccard).
     by_text: bool = True
     threshold: Annotated[float, Field(gt=0, le=1)] = 0.3
+    # Also the same text: the shorter body at least this share inside the
+    # longer (by-lines and share buttons added, a short version of a long
+    # story); null: Jaccard only.
+    containment: Annotated[float, Field(gt=0, le=1)] | None = 0.7
     # How long a first alert collects sightings; its Redis state expires then.
     window_s: Annotated[int, Field(ge=60, le=30 * 86400)] = 48 * 3600
     # Words per shingle (a Chinese, Japanese or Thai character counts as a word).

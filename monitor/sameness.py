@@ -9,7 +9,9 @@ Two tests, both cheap to keep in Redis (monitor/sightings.py does that):
   Japanese, Thai, Lao, Khmer or Burmese character counts as a word: those
   scripts put no spaces between words), and a MinHash signature of
   ``NUM_PERM`` values estimates the Jaccard similarity of two shingle sets
-  as the share of equal values. ``band_keys`` cut the signature into bands
+  as the share of equal values; with the shingle counts it also estimates
+  how much of the smaller text the larger one contains (``containment``).
+  ``band_keys`` cut the signature into bands
   of ``BAND_ROWS`` values (locality-sensitive hashing): two stories share a
   band key when they are likely similar, so candidates are found without
   comparing with every earlier story, then verified on the whole signature.
@@ -34,6 +36,8 @@ from monitor.text import normalise
 NUM_PERM = 128
 BAND_ROWS = 2  # 64 bands: a pair at Jaccard 0.3 shares one with p > 0.99
 BANDS = NUM_PERM // BAND_ROWS
+# Least Jaccard for a containment verdict: 13 of 128 values equal never happens by chance.
+CONTAINMENT_FLOOR = 0.1
 MAX_TOKENS = 20_000  # a 50 MB "article" must not cost 50 MB of shingles
 _CHUNK = 4096  # shingles hashed per numpy step (bounds the temporary array)
 
@@ -75,11 +79,19 @@ _A, _B = _seeds()
 
 
 @dataclass(frozen=True)
+class TextSignature:
+    """A body's MinHash values and how many distinct shingles it had (for containment)."""
+
+    values: tuple[int, ...]
+    shingles: int
+
+
+@dataclass(frozen=True)
 class StoryMark:
     """What identifies a story for sameness: its addresses and its text signature."""
 
     urls: tuple[str, ...]
-    signature: tuple[int, ...] | None  # None: text too short (or text test off)
+    signature: TextSignature | None  # None: text too short (or text test off)
 
 
 def sameness_url(url: str | None) -> str | None:
@@ -125,11 +137,11 @@ def shingle_hashes(words: Sequence[str], k: int) -> np.ndarray:
     if not words:
         return np.zeros(0, dtype=np.uint64)
     runs = {"\x1f".join(words[i : i + k]) for i in range(max(1, len(words) - k + 1))}
-    hashes = [
+    hashes = {
         int.from_bytes(hashlib.blake2b(r.encode("utf-8", "surrogatepass"), digest_size=4).digest())
         for r in runs
-    ]
-    return np.array(hashes, dtype=np.uint64)
+    }
+    return np.array(sorted(hashes), dtype=np.uint64)
 
 
 def minhash(hashes: np.ndarray) -> tuple[int, ...]:
@@ -141,13 +153,14 @@ def minhash(hashes: np.ndarray) -> tuple[int, ...]:
     return tuple(int(v) for v in low)
 
 
-def signature(text: str, *, shingle_words: int, min_words: int) -> tuple[int, ...] | None:
+def signature(text: str, *, shingle_words: int, min_words: int) -> TextSignature | None:
     """The text's MinHash signature; None when it has fewer than ``min_words``
     words (short texts look alike by chance: a headline is not a story)."""
     words = tokens(text)
     if len(words) < min_words:
         return None
-    return minhash(shingle_hashes(words, shingle_words))
+    hashes = shingle_hashes(words, shingle_words)
+    return TextSignature(minhash(hashes), len(hashes))
 
 
 def similarity(a: Sequence[int], b: Sequence[int]) -> float:
@@ -157,8 +170,28 @@ def similarity(a: Sequence[int], b: Sequence[int]) -> float:
     return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
 
 
-def same_story(a: Sequence[int], b: Sequence[int], threshold: float) -> bool:
-    return similarity(a, b) >= threshold
+def containment(jaccard: float, a: int, b: int) -> float:
+    """Estimated share of the smaller shingle set found in the larger one:
+    |A∩B| = J(|A|+|B|)/(1+J). A story wrapped in by-lines and share
+    buttons, or a short one inside a longer copy, is contained though its
+    Jaccard is low."""
+    if min(a, b) <= 0:
+        return 0.0
+    return min(1.0, jaccard / (1 + jaccard) * (a + b) / min(a, b))
+
+
+def same_story(
+    a: TextSignature, b: TextSignature, threshold: float, contained: float | None = None
+) -> bool:
+    """Jaccard at least ``threshold``, or (when ``contained`` is set) the
+    smaller text at least that share inside the larger, with a Jaccard of at
+    least ``CONTAINMENT_FLOOR`` so that chance agreements never count."""
+    j = similarity(a.values, b.values)
+    if j >= threshold:
+        return True
+    if contained is None or j < CONTAINMENT_FLOOR:
+        return False
+    return containment(j, a.shingles, b.shingles) >= contained
 
 
 def band_keys(sig: Sequence[int]) -> list[str]:
@@ -169,13 +202,15 @@ def band_keys(sig: Sequence[int]) -> list[str]:
     ]
 
 
-def to_hex(sig: Sequence[int]) -> str:
-    """Fixed-width form, compared 8 characters at a time by the Redis script."""
-    return "".join(f"{v:08x}" for v in sig)
+def to_hex(sig: TextSignature) -> str:
+    """Fixed-width form for Redis: the shingle count, then the values, 8 hex
+    digits each (the script compares them 8 characters at a time)."""
+    return f"{min(sig.shingles, 0xFFFFFFFF):08x}" + "".join(f"{v:08x}" for v in sig.values)
 
 
-def from_hex(text: str) -> tuple[int, ...]:
-    return tuple(int(text[i : i + 8], 16) for i in range(0, len(text), 8))
+def from_hex(text: str) -> TextSignature:
+    values = tuple(int(text[i : i + 8], 16) for i in range(8, len(text), 8))
+    return TextSignature(values, int(text[:8], 16))
 
 
 def also_seen_alert(alert: Alert, first_id: str, sighting: Sighting) -> Alert:

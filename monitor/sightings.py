@@ -33,7 +33,15 @@ from monitor.config import DedupeSettings
 from monitor.entries import Article
 from monitor.errors import RedisUnavailable
 from monitor.logs import event
-from monitor.sameness import StoryMark, also_seen_alert, band_keys, signature, story_urls, to_hex
+from monitor.sameness import (
+    CONTAINMENT_FLOOR,
+    StoryMark,
+    also_seen_alert,
+    band_keys,
+    signature,
+    story_urls,
+    to_hex,
+)
 from monitor.store import Store
 
 log = logging.getLogger("monitor.sightings")
@@ -42,14 +50,22 @@ MAX_CANDIDATES = 200  # signatures verified per decision, newest first
 
 # KEYS: url keys (ARGV[5] of them), band keys (ARGV[6]), this alert's
 # signature key, its first-feed key. ARGV: alert_id, now, window_s,
-# threshold, #urls, #bands, signature hex ("" = no text test), signature key
-# prefix, max candidates, feed. Returns {first alert_id, "new" | "entry" |
-# "url" | "text", similarity}.
+# threshold, #urls, #bands, signature hex ("" = no text test; 8 hex digits
+# of shingle count, then 8 per value), signature key prefix, max candidates,
+# feed, containment threshold (> 1: off), containment floor. Returns
+# {first alert_id, "new" | "entry" | "url" | "text", Jaccard}. The text
+# verdict is monitor.sameness.same_story, written again in Lua.
 _CLAIM = """
 local me, now, window = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local threshold, nu, nb = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local sig, prefix, cap, feed = ARGV[7], ARGV[8], tonumber(ARGV[9]), ARGV[10]
+local contained, floor = tonumber(ARGV[11]), tonumber(ARGV[12])
 local first_feed = KEYS[nu + nb + 2]
+local function same(j, a, b)
+  if j >= threshold then return true end
+  if j < floor or contained > 1 or math.min(a, b) <= 0 then return false end
+  return math.min(1, j / (1 + j) * (a + b) / math.min(a, b)) >= contained
+end
 local function claim_urls(owner)
   for j = 1, nu do redis.call('SET', KEYS[j], owner, 'NX', 'EX', window) end
 end
@@ -69,6 +85,7 @@ end
 if sig ~= '' then
   local best, best_sim, seen, n = nil, -1, {}, 0
   local width = string.len(sig)
+  local mine = tonumber(string.sub(sig, 1, 8), 16)
   for i = nu + 1, nu + nb do
     redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', '(' .. (now - window))
     for _, id in ipairs(redis.call('ZREVRANGE', KEYS[i], 0, cap - 1)) do
@@ -77,17 +94,19 @@ if sig ~= '' then
         n = n + 1
         local other = redis.call('GET', prefix .. id)
         if other and string.len(other) == width then
-          local same = 0
-          for p = 1, width, 8 do
-            if string.sub(sig, p, p + 7) == string.sub(other, p, p + 7) then same = same + 1 end
+          local equal = 0
+          for p = 9, width, 8 do
+            if string.sub(sig, p, p + 7) == string.sub(other, p, p + 7) then equal = equal + 1 end
           end
-          local sim = same / (width / 8)
-          if sim > best_sim then best, best_sim = id, sim end
+          local sim = equal / ((width - 8) / 8)
+          if sim > best_sim and same(sim, mine, tonumber(string.sub(other, 1, 8), 16)) then
+            best, best_sim = id, sim
+          end
         end
       end
     end
   end
-  if best and best_sim >= threshold then
+  if best then
     claim_urls(best)
     return {best, 'text', tostring(best_sim)}
   end
@@ -131,7 +150,7 @@ class Sightings:
         self, rule: str, alert_id: str, feed: str, mark: StoryMark, now: float
     ) -> Verdict:
         """Record this alert (from ``feed``) as the rule's first for the story, or name it."""
-        bands: Sequence[str] = band_keys(mark.signature) if mark.signature else ()
+        bands: Sequence[str] = band_keys(mark.signature.values) if mark.signature else ()
         key_list = [keys.sameness_url(rule, u) for u in mark.urls]
         key_list += [keys.sameness_band(rule, b) for b in bands]
         key_list += [keys.sameness_signature(alert_id), keys.sameness_first_feed(alert_id)]
@@ -139,7 +158,9 @@ class Sightings:
         sig = to_hex(mark.signature) if mark.signature else ""
         args: list[str | int | float] = [alert_id, now, s.window_s, s.threshold, len(mark.urls),
                                          len(bands), sig, keys.SAMENESS_SIGNATURE,
-                                         MAX_CANDIDATES, feed]  # fmt: skip
+                                         MAX_CANDIDATES, feed,
+                                         2 if s.containment is None else s.containment,
+                                         CONTAINMENT_FLOOR]  # fmt: skip
         try:
             first, by, sim = await self._claim(keys=key_list, args=args)
         except (RedisError, OSError) as exc:

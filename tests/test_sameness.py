@@ -8,8 +8,10 @@ from monitor.alerts import Alert, Sighting
 from monitor.sameness import (
     BANDS,
     NUM_PERM,
+    TextSignature,
     also_seen_alert,
     band_keys,
+    containment,
     from_hex,
     same_story,
     sameness_url,
@@ -21,10 +23,10 @@ from monitor.sameness import (
 )
 from monitor.subscribe import format_alert
 
-THRESHOLD, SHINGLE, MIN_WORDS = 0.3, 4, 15
+THRESHOLD, CONTAINED, SHINGLE, MIN_WORDS = 0.3, 0.7, 4, 15
 
 
-def sig(text: str) -> tuple[int, ...]:
+def sig(text: str) -> TextSignature:
     s = signature(text, shingle_words=SHINGLE, min_words=MIN_WORDS)
     assert s is not None
     return s
@@ -116,15 +118,41 @@ def test_a_republication_is_the_same_story(text: str) -> None:
     trimmed = sig(text[: int(len(text) * 0.8)])
     wrapped = sig(BOILER + text + " " + BOILER)
     for copy in (headline, trimmed, wrapped):
-        assert same_story(original, copy, THRESHOLD), similarity(original, copy)
-        assert set(band_keys(original)) & set(band_keys(copy))  # LSH finds it
+        assert same_story(original, copy, THRESHOLD), similarity(original.values, copy.values)
+        assert set(band_keys(original.values)) & set(band_keys(copy.values))  # LSH finds it
 
 
 @pytest.mark.parametrize(
     ("a", "b"), [(EN, EN_OTHER), (ZH, ZH_OTHER), (EN, DE), (DE, RU), (ZH, TH), (EN, ZH)]
 )
 def test_distinct_stories_are_not_merged(a: str, b: str) -> None:
-    assert not same_story(sig(a), sig(b), THRESHOLD), similarity(sig(a), sig(b))
+    assert not same_story(sig(a), sig(b), THRESHOLD, CONTAINED)
+    assert not same_story(sig(a), sig(b + " " + a[:40]), THRESHOLD, CONTAINED)
+
+
+def test_a_short_story_in_a_long_wrapper_is_contained() -> None:
+    """Jaccard is low (the wrapper is most of the copy); containment is not."""
+    wrapper = " ".join(f"link{i}" for i in range(200))  # a list of other headlines
+    original, copy = sig(EN), sig(wrapper + " " + EN + " " + wrapper)
+    assert similarity(original.values, copy.values) < THRESHOLD
+    assert same_story(original, copy, THRESHOLD, CONTAINED)
+    assert not same_story(original, copy, THRESHOLD, None)
+    assert not same_story(sig(EN_OTHER), copy, THRESHOLD, CONTAINED)
+
+
+@pytest.mark.parametrize(
+    ("jaccard", "a", "b", "expected"),
+    [
+        (1.0, 100, 100, 1.0),
+        (0.5, 100, 100, 2 / 3),
+        (0.25, 100, 400, 1.0),  # A inside B: |A∩B| = 0.25 × 500 / 1.25 = 100
+        (0.1, 100, 400, 0.4545),
+        (0.0, 100, 400, 0.0),
+        (0.5, 0, 10, 0.0),
+    ],
+)
+def test_containment(jaccard: float, a: int, b: int, expected: float) -> None:
+    assert containment(jaccard, a, b) == pytest.approx(expected, abs=1e-4)
 
 
 def test_short_texts_get_no_signature() -> None:
@@ -135,17 +163,18 @@ def test_short_texts_get_no_signature() -> None:
 
 def test_signature_is_stable_and_its_hex_form_round_trips() -> None:
     s = sig(EN)
-    assert len(s) == NUM_PERM
-    assert all(0 <= v < 2**32 for v in s)
+    assert len(s.values) == NUM_PERM
+    assert all(0 <= v < 2**32 for v in s.values)
+    assert s.shingles == len(tokens(EN)) - SHINGLE + 1  # no repeated 4-word run in EN
     assert sig(EN) == s  # deterministic: stored signatures stay comparable
-    assert len(to_hex(s)) == 8 * NUM_PERM
+    assert len(to_hex(s)) == 8 * (NUM_PERM + 1)
     assert from_hex(to_hex(s)) == s
-    assert similarity(s, s) == 1.0
-    assert similarity(s, s[:10]) == 0.0
+    assert similarity(s.values, s.values) == 1.0
+    assert similarity(s.values, s.values[:10]) == 0.0
 
 
 def test_band_keys() -> None:
-    s = sig(EN)
+    s = sig(EN).values
     keys = band_keys(s)
     assert len(keys) == BANDS
     assert keys[0] == f"0:{s[0]:08x}{s[1]:08x}"

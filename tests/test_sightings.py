@@ -12,7 +12,7 @@ from monitor import keys
 from monitor.alerts import Alert
 from monitor.config import DedupeSettings
 from monitor.entries import Article, Entry
-from monitor.sameness import StoryMark, band_keys, signature
+from monitor.sameness import StoryMark, band_keys, signature, similarity
 from monitor.sightings import Sightings
 from monitor.store import Store, connect
 from tests.servers import free_port
@@ -56,6 +56,23 @@ async def test_first_sighting_claims_and_later_ones_name_it(store: Store) -> Non
     assert (other_rule.first_id, other_rule.by) == ("b1", "new")
 
 
+async def test_a_story_inside_a_long_wrapper_is_found_by_containment(store: Store) -> None:
+    """The Lua verdict agrees with monitor.sameness.same_story."""
+    wrapper = " ".join(f"link{i}" for i in range(200))
+    first, copy = mark(EN), mark(wrapper + " " + EN + " " + wrapper)
+    assert first.signature is not None
+    assert copy.signature is not None
+    assert set(band_keys(first.signature.values)) & set(band_keys(copy.signature.values))
+    jaccard = similarity(first.signature.values, copy.signature.values)
+    assert jaccard < SETTINGS.threshold
+    plain = Sightings(store, SETTINGS.model_copy(update={"containment": None}))
+    await plain.claim("r", "a1", "f", first, NOW)
+    assert (await plain.claim("r", "a2", "f", copy, NOW)).by == "new"
+    await plain.claim("q", "b1", "f", first, NOW)
+    found = await Sightings(store, SETTINGS).claim("q", "b2", "f", copy, NOW)
+    assert (found.first_id, found.by, found.similarity) == ("b1", "text", jaccard)
+
+
 async def test_the_same_alert_claiming_again_stays_first(store: Store) -> None:
     """A re-delivery after a crash: the alert finds itself, not a rival."""
     sights = Sightings(store, SETTINGS)
@@ -80,7 +97,7 @@ async def test_every_key_expires_within_the_window(store: Store) -> None:
     await sights.claim("r", "a1", "f", m, NOW)
     assert m.signature is not None
     written = [keys.sameness_url("r", u) for u in m.urls]
-    written += [keys.sameness_band("r", b) for b in band_keys(m.signature)]
+    written += [keys.sameness_band("r", b) for b in band_keys(m.signature.values)]
     written += [keys.sameness_signature("a1"), keys.sameness_first_feed("a1")]
     for key in written:
         ttl = await store.client.ttl(key)
@@ -96,7 +113,9 @@ async def test_a_story_older_than_the_window_is_not_matched(store: Store) -> Non
     # ...and the stale member left the band sets when they were visited.
     m = mark(EN)
     assert m.signature is not None
-    members = await store.client.zrange(keys.sameness_band("r", band_keys(m.signature)[0]), 0, -1)
+    members = await store.client.zrange(
+        keys.sameness_band("r", band_keys(m.signature.values)[0]), 0, -1
+    )
     assert members == ["a2"]
 
 
