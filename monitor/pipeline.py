@@ -323,7 +323,9 @@ class Pipeline:
         ids: dict[str, str] = {}
         # One story, one alert: a story some rule alerted on before, met
         # again elsewhere, goes out as an "also_seen" update of that alert.
-        for alert in await self.sightings.resolve(self.match(article, feed), article, self.clock()):
+        matched = await self.sightings.resolve(self.match(article, feed), article, self.clock(),
+                                               spooling=self.deliverer.pending > 0)  # fmt: skip
+        for alert in matched:
             ids[alert.rule] = alert.updates or alert.alert_id  # the first alert, for updates
             sent = await self._send(feed, alert)
             alerts += sent if alert.kind == "alert" else 0

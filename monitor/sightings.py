@@ -167,10 +167,14 @@ class Sightings:
             raise RedisUnavailable(self.store.where, f"{type(exc).__name__}: {exc}") from exc
         return Verdict(str(first), str(by), float(sim))
 
-    async def resolve(self, alerts: list[Alert], article: Article, now: datetime) -> list[Alert]:
+    async def resolve(
+        self, alerts: list[Alert], article: Article, now: datetime, *, spooling: bool = False
+    ) -> list[Alert]:
         """Each alert as it is, or as an ``also_seen`` update of the rule's
-        first alert for this story. Redis away: all as they are (new alerts)."""
-        if not alerts or not self.settings.enabled:
+        first alert for this story. Redis away, or alerts still waiting in
+        the spool (``spooling``): all as they are, at once, so that an outage
+        costs no extra failing calls."""
+        if not alerts or not self.settings.enabled or spooling:
             return alerts
         mark = self.mark(article)
         out = []

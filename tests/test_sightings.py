@@ -170,6 +170,17 @@ async def test_resolve_turns_a_second_sighting_into_an_update(store: Store) -> N
     ]
 
 
+async def test_while_alerts_wait_in_the_spool_redis_is_not_asked(store: Store) -> None:
+    sights = Sightings(store, SETTINGS)
+    now = datetime.fromtimestamp(NOW, UTC)
+    alerts = [_alert("r", "a1")]
+    article = _article("https://news.example/1")
+    assert await sights.resolve(alerts, article, now, spooling=True) == alerts
+    assert await store.client.keys(f"{keys.PREFIX}:same:*") == []
+    assert await sights.resolve(alerts, article, now) == alerts
+    assert await store.client.keys(f"{keys.PREFIX}:same:*") != []
+
+
 async def test_redis_away_means_new_alerts_not_lost_ones() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     down = Store(connect(url), url, stream_maxlen=1000, delivered_ttl_s=3600, seen_per_feed=100)
