@@ -40,7 +40,7 @@ class Sighting:
     time: str  # when the daemon saw it, ISO 8601 UTC
     entry_id: str
     by: str  # how the sameness was found: "entry", "url" or "text"
-    similarity: float  # estimated Jaccard of the bodies; 1.0 for "url"
+    similarity: float  # estimated Jaccard of the bodies; 1.0 for "entry" and "url"
 
 
 @dataclass(frozen=True)
