@@ -12,7 +12,7 @@ from monitor import keys
 from monitor.alerts import Alert
 from monitor.config import DedupeSettings
 from monitor.entries import Article, Entry
-from monitor.sameness import StoryMark, band_keys, signature, similarity
+from monitor.sameness import StoryMark, band_keys, same_story, signature, similarity
 from monitor.sightings import Sightings
 from monitor.store import Store, connect
 from tests.servers import free_port
@@ -71,6 +71,33 @@ async def test_a_story_inside_a_long_wrapper_is_found_by_containment(store: Stor
     await plain.claim("q", "b1", "f", first, NOW)
     found = await Sightings(store, SETTINGS).claim("q", "b2", "f", copy, NOW)
     assert (found.first_id, found.by, found.similarity) == ("b1", "text", jaccard)
+
+
+def _variants() -> list[tuple[str, str]]:
+    """Pairs near and across the thresholds, in several scripts."""
+    wrapper = " ".join(f"link{i}" for i in range(120))
+    pairs = []
+    for text in (EN, ZH, EN_OTHER):
+        for cut in (0.9, 0.7, 0.5, 0.35):
+            pairs.append((text, text[: int(len(text) * cut)]))
+        pairs.append((text, wrapper + " " + text))
+        pairs.append((text, wrapper + " " + text[: len(text) // 2] + " " + wrapper))
+    pairs += [(EN, EN_OTHER), (EN, ZH), (EN_OTHER, EN + " " + EN_OTHER)]
+    return pairs
+
+
+@pytest.mark.parametrize(("a", "b"), _variants())
+async def test_the_redis_verdict_is_the_pure_one(store: Store, a: str, b: str) -> None:
+    first, second = mark(a), mark(b)
+    assert first.signature is not None
+    assert second.signature is not None
+    expected = same_story(
+        first.signature, second.signature, SETTINGS.threshold, SETTINGS.containment
+    ) and bool(set(band_keys(first.signature.values)) & set(band_keys(second.signature.values)))
+    sights = Sightings(store, SETTINGS)
+    await sights.claim("r", "a1", "f", first, NOW)
+    verdict = await sights.claim("r", "a2", "f", second, NOW)
+    assert verdict.by == ("text" if expected else "new")
 
 
 async def test_the_same_alert_claiming_again_stays_first(store: Store) -> None:
