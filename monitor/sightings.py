@@ -12,7 +12,10 @@ by the alerts of one window):
   guid or link, hence the same alert_id) in another feed is a sighting too.
 
 One Lua script decides and records at once, so two deliveries of the same
-story racing each other cannot both become first alerts. A second edge
+story racing each other cannot both become first alerts. It reads the
+candidates' signatures by keys it builds itself (prefix + alert_id): fine
+on one Redis, not on a Redis Cluster. Its cost is bounded by
+``MAX_CANDIDATES`` signatures of 128 values per call. A second edge
 module on redis-py beside monitor/store.py (it borrows the Store's client);
 its errors become ``RedisUnavailable`` here too, and then the caller
 delivers the alert as a new one: a story is never dropped for dedupe.
