@@ -32,6 +32,18 @@ class MatchedTerm:
 
 
 @dataclass(frozen=True)
+class Sighting:
+    """Another place the same story turned up (an ``also_seen`` update)."""
+
+    feed: str
+    url: str | None
+    time: str  # when the daemon saw it, ISO 8601 UTC
+    entry_id: str
+    by: str  # how the sameness was found: "entry", "url" or "text"
+    similarity: float  # estimated Jaccard of the bodies; 1.0 for "entry" and "url"
+
+
+@dataclass(frozen=True)
 class Alert:
     schema: int
     alert_id: str
@@ -56,6 +68,10 @@ class Alert:
     updates: str | None = None
     # The page's own canonical URL (rel=canonical / og:url), when it gives one.
     canonical_url: str | None = None
+    # "alert" (a new alert) or "also_seen" (the story of alert ``updates``
+    # turned up again elsewhere; ``also_seen`` says where).
+    kind: str = "alert"
+    also_seen: Sighting | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
@@ -66,6 +82,9 @@ class Alert:
         data["terms"] = tuple(MatchedTerm(**t) for t in data["terms"])
         data["feed_tags"] = tuple(data["feed_tags"])
         data["channels"] = tuple(data["channels"])
+        if data.get("also_seen"):
+            seen = data["also_seen"]
+            data["also_seen"] = Sighting(**{k: seen[k] for k in Sighting.__dataclass_fields__})
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 

@@ -141,6 +141,28 @@ class MetricsSettings(_Model):
         return v
 
 
+class DedupeSettings(_Model):
+    """One story, one alert: how sightings of an alerted story are recognised
+    (see monitor/sameness.py and docs/alerts.md, "also_seen" updates)."""
+
+    enabled: bool = True
+    # Same page: the entry link or the page's rel=canonical, tracking removed.
+    by_url: bool = True
+    # Same text: MinHash estimate of the bodies' shingle overlap (Jaccard).
+    by_text: bool = True
+    threshold: Annotated[float, Field(gt=0, le=1)] = 0.3
+    # Also the same text: the shorter body at least this share inside the
+    # longer (by-lines and share buttons added, a short version of a long
+    # story); null: Jaccard only.
+    containment: Annotated[float, Field(gt=0, le=1)] | None = 0.7
+    # How long a first alert collects sightings; its Redis state expires then.
+    window_s: Annotated[int, Field(ge=60, le=30 * 86400)] = 48 * 3600
+    # Words per shingle (a Chinese, Japanese or Thai character counts as a word).
+    shingle_words: Annotated[int, Field(ge=1, le=12)] = 4
+    # Bodies shorter than this are compared by URL only.
+    min_words: Annotated[int, Field(ge=1)] = 15
+
+
 class Config(_Model):
     """The validated configuration; build it with ``load_config``."""
 
@@ -150,6 +172,7 @@ class Config(_Model):
     extraction: ExtractionSettings = ExtractionSettings()
     metrics: MetricsSettings = MetricsSettings()
     polling: PollingSettings = PollingSettings()
+    dedupe: DedupeSettings = DedupeSettings()
     # On SIGTERM, in-flight polls get this long to finish before cancellation.
     shutdown_deadline_s: Annotated[float, Field(gt=0, le=3600)] = 20.0
     rules: tuple[str, ...] = ("rules/*.yaml",)

@@ -40,3 +40,27 @@ def alerted(feed: str, identity: str) -> str:
 def seen(feed: str) -> str:
     """Sorted set of processed entry identities, scored by first-seen time."""
     return f"{PREFIX}:seen:{feed}"
+
+
+def sameness_url(rule_id: str, url: str) -> str:
+    """String: a rule's first alert_id for a story at this (sameness) URL."""
+    digest = hashlib.sha1(url.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{PREFIX}:same:url:{rule_id}:{digest}"
+
+
+def sameness_band(rule_id: str, band: str) -> str:
+    """Sorted set: a rule's first alert_ids whose text has this LSH band, by time."""
+    return f"{PREFIX}:same:band:{rule_id}:{band}"
+
+
+# String per first alert: its text signature (the Redis script appends the alert_id).
+SAMENESS_SIGNATURE = f"{PREFIX}:same:sig:"
+
+
+def sameness_signature(alert_id: str) -> str:
+    return SAMENESS_SIGNATURE + alert_id
+
+
+def sameness_first_feed(alert_id: str) -> str:
+    """String: the feed that raised a first alert."""
+    return f"{PREFIX}:same:feed:{alert_id}"

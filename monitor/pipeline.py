@@ -44,6 +44,7 @@ from monitor.metrics import Metrics
 from monitor.politeness import HostLimiter
 from monitor.rules import RuleSet
 from monitor.schedule import FeedHints, entry_interval_s
+from monitor.sightings import Sightings
 from monitor.store import FINGERPRINT, FeedState, Store
 from monitor.workers import TaskTimeout, WorkerPool
 
@@ -107,6 +108,7 @@ class Pipeline:
         self.hosts = hosts
         self.limits = HttpLimits.from_settings(cfg.http)
         self._page_slots = asyncio.Semaphore(cfg.http.concurrency)
+        self.sightings = Sightings(store, cfg.dedupe)
 
     async def poll(self, feed: Feed) -> PollOutcome:
         try:
@@ -308,18 +310,25 @@ class Pipeline:
             return 1  # on disk now; Redis gets it when it is back
         if delivery.status != "new":
             return 0
-        self.metrics.alerts.labels(alert.rule).inc()
+        if alert.kind == "alert":  # an also_seen update is not an alert
+            self.metrics.alerts.labels(alert.rule).inc()
         event(log, logging.INFO, "alert.published", rule=alert.rule, feed=feed.name,
               alert_id=alert.alert_id, score=alert.score, title=alert.title,
-              body_source=alert.body_source, updates=alert.updates or "")  # fmt: skip
+              body_source=alert.body_source, updates=alert.updates or "",
+              kind=alert.kind)  # fmt: skip
         return 1
 
     async def _deliver(self, feed: Feed, entry: Entry, article: Article) -> int:
         alerts = 0
         ids: dict[str, str] = {}
-        for alert in self.match(article, feed):
-            ids[alert.rule] = alert.alert_id
-            alerts += await self._send(feed, alert)
+        # One story, one alert: a story some rule alerted on before, met
+        # again elsewhere, goes out as an "also_seen" update of that alert.
+        matched = await self.sightings.resolve(self.match(article, feed), article, self.clock(),
+                                               spooling=self.deliverer.pending > 0)  # fmt: skip
+        for alert in matched:
+            ids[alert.rule] = alert.updates or alert.alert_id  # the first alert, for updates
+            sent = await self._send(feed, alert)
+            alerts += sent if alert.kind == "alert" else 0
         if ids:
             # So a later edit of this story can be recognised (on_update).
             with contextlib.suppress(RedisUnavailable):

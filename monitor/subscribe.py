@@ -33,6 +33,10 @@ def format_alert(alert: Alert) -> str:
     ]
     if alert.terms:
         lines.append(f"  e.g.: {alert.terms[0].snippet}")
+    if alert.also_seen is not None:
+        seen = alert.also_seen
+        lines.insert(1, f"  also seen: the story of alert {alert.updates} (same {seen.by}, "
+                        f"similarity {seen.similarity:g})")  # fmt: skip
     return "\n".join(lines)
 
 

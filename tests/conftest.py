@@ -44,9 +44,13 @@ async def site() -> AsyncIterator[tuple[NewsSite, str]]:
 
 
 def make_config(tmp_path: Path, feeds: list[dict[str, object]], **overrides: object) -> Config:
-    """A config for tests: private addresses allowed, one extraction worker."""
+    """A config for tests: private addresses allowed, one extraction worker.
+
+    Dedupe is off unless a test asks for it: many tests publish one text
+    under several titles to get several alerts cheaply."""
     data: dict[str, object] = {
         "state_dir": str(tmp_path / "state"),
+        "dedupe": {"enabled": False},
         # One test server stands for many sites: no politeness spacing.
         "http": {"allow_private_addresses": True, "timeout_s": 5, **UNTHROTTLED},
         "extraction": {"workers": 1, "timeout_s": 20},
