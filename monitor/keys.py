@@ -40,3 +40,12 @@ def alerted(feed: str, identity: str) -> str:
 def seen(feed: str) -> str:
     """Sorted set of processed entry identities, scored by first-seen time."""
     return f"{PREFIX}:seen:{feed}"
+
+
+# Set of feed names that have a WebSub subscription record.
+WEBSUB_FEEDS = f"{PREFIX}:websub"
+
+
+def websub(feed: str) -> str:
+    """Hash of a feed's WebSub subscription (hub, topic, secret, state, lease)."""
+    return f"{PREFIX}:websub:{feed}"
