@@ -154,7 +154,7 @@ class WebSubSettings(_Model):
     # Renew when this fraction of the granted lease has passed.
     renew_fraction: Annotated[float, Field(ge=0.5, le=0.95)] = 0.85
     # A pushed feed is still polled this often, so a silent hub hides nothing.
-    safety_interval_s: Annotated[float, Field(ge=60, le=7 * 86400)] = 21600.0
+    safety_interval_s: Annotated[float, Field(ge=1, le=7 * 86400)] = 21600.0
     # Ask again when a hub has not verified a request within this time.
     verify_timeout_s: Annotated[float, Field(ge=1, le=86400)] = 300.0
     # Hub errors back off from base to ceiling, doubling.
