@@ -189,7 +189,9 @@ class WebSub:
 
     async def _subscribe(self, action: Action, found: Discovery | None) -> None:
         name = action.feed
-        old = self.subs.get(name)
+        # Redis, not the copy: another daemon may have subscribed it meanwhile,
+        # and its secret and token are then reused rather than replaced.
+        old = await self.store.get(name)
         if found is None and old is None:
             return
         hub, topic = (found.hub, found.topic) if found else (old.hub, old.topic)  # type: ignore[union-attr]
@@ -271,9 +273,11 @@ class WebSub:
 
     # --- the callback (see monitor/callback.py) ---
 
-    async def _record(self, feed: str, token: str) -> SubscriptionState | None:
+    async def _record(
+        self, feed: str, token: str, *, cached: bool = True
+    ) -> SubscriptionState | None:
         """The feed's subscription if ``token`` is its callback token."""
-        sub = self.subs.get(feed)
+        sub = self.subs.get(feed) if cached else None
         if sub is None or not hmac.compare_digest(sub.token, token):
             sub = await self.store.get(feed)  # another daemon may have subscribed it
         if sub is None or not hmac.compare_digest(sub.token, token):
@@ -292,7 +296,7 @@ class WebSub:
         if mode in ("subscribe", "unsubscribe") and not challenge:
             return 400, "no hub.challenge"
         try:
-            sub = await self._record(feed, token)
+            sub = await self._record(feed, token, cached=False)  # Redis has the last word
             decision = verify_intent(
                 sub, mode, topic, lease, self.clock(), reason=query.get("hub.reason", ""),
                 timing=self.timing,
