@@ -328,9 +328,9 @@ class Daemon:
                 return
             try:
                 outcome = await self.poll_job(feed)
-                if self.websub is not None and outcome is not None and outcome.feed_info:
-                    self.websub.observe(feed, outcome.headers, outcome.feed_info)
                 if outcome is not None and feed.name in self.feeds:
+                    if self.websub is not None and outcome.feed_info is not None:
+                        self.websub.observe(feed, outcome.headers, outcome.feed_info)
                     await self._set_due({feed.name: self.next_due(feed, outcome)})
                 with contextlib.suppress(RedisUnavailable):
                     await self.app.store.release([feed.name])

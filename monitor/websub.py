@@ -153,6 +153,8 @@ class WebSub:
 
     def observe(self, feed: Feed, headers: Mapping[str, str], parsed: ParsedFeed) -> None:
         """After a poll that got the feed (200): subscribe if it names a hub."""
+        if not feed.url.startswith(("http://", "https://")):
+            return  # a file: feed has no hub to speak of
         found = discover(
             header_links(headers.get("Link"), feed.url),
             HubLinks(parsed.hubs, parsed.self_url),

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import aiohttp
 import redis.asyncio as aioredis
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from monitor import keys
 from monitor.daemon import App, open_app
@@ -280,3 +282,35 @@ async def test_verification_we_did_not_ask_for_is_refused(
             async with s.post(callback, data=b"x" * 4096) as resp:
                 assert resp.status == 413
         assert w.websub.pushing("news")
+
+
+async def test_hub_announced_in_link_headers_is_subscribed(
+    tmp_path: Path, redis_url: str, site: tuple[NewsSite, str]
+) -> None:
+    """Two Link headers, no links in the feed: the fetch keeps both, and the
+    hub and the self URL of the header are used."""
+    plain = (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
+        "<item><title>Quiet day</title><guid>q-1</guid></item></channel></rss>"
+    )
+    async with world(tmp_path, redis_url, site) as w:
+
+        async def feed(_request: web.Request) -> web.Response:
+            resp = web.Response(text=plain, content_type="application/rss+xml")
+            resp.headers.add("Link", f'<{w.hub.url}>; rel="hub"')
+            resp.headers.add("Link", '</canonical.xml>; rel="self", </x>; rel="alternate"')
+            return resp
+
+        app = web.Application()
+        app.router.add_get("/feed.xml", feed)
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server()
+        try:
+            url = str(server.make_url("/feed.xml"))
+            w.feed = Feed("news", url, 60)
+            w.websub.feeds = {"news": w.feed}
+            await w.poll()
+            await w.hub.wait_until(lambda: len(w.hub.subs) == 1)
+            assert w.hub.requests[0]["hub.topic"] == str(server.make_url("/canonical.xml"))
+        finally:
+            await server.close()
