@@ -21,6 +21,7 @@ from monitor import keys
 from monitor.daemon import App, open_app
 from monitor.entries import Feed
 from monitor.rules import load_rules
+from monitor.status import feed_statuses, render
 from monitor.substore import SubscriptionStore
 from monitor.websub import WebSub
 from tests.conftest import make_config
@@ -314,3 +315,18 @@ async def test_hub_announced_in_link_headers_is_subscribed(
             assert w.hub.requests[0]["hub.topic"] == str(server.make_url("/canonical.xml"))
         finally:
             await server.close()
+
+
+async def test_status_shows_the_push_state(
+    tmp_path: Path, redis_url: str, site: tuple[NewsSite, str]
+) -> None:
+    async with world(tmp_path, redis_url, site) as w:
+        rows = await feed_statuses(w.app.cfg, w.app.store)
+        assert [r.push for r in rows] == [None]
+        assert "PUSH" not in render(rows)
+        await w.subscribed()
+        rows = await feed_statuses(w.app.cfg, w.app.store)
+        assert rows[0].push is not None and rows[0].push.startswith("active until 20")
+        table = render(rows).splitlines()
+        assert table[0].endswith("PUSH")
+        assert "active until" in table[1]
