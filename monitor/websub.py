@@ -119,6 +119,13 @@ class WebSub:
             if pending:
                 await asyncio.wait(pending, timeout=5)
 
+    async def settle(self, timeout_s: float) -> None:
+        """Wait until no hub request or pushed document is in progress
+        (TimeoutError after ``timeout_s``); for tests and benchmarks."""
+        async with asyncio.timeout(timeout_s):
+            while self._tasks:
+                await asyncio.wait(set(self._tasks))
+
     def _spawn(self, coro: Coroutine[object, object, object]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)

@@ -174,8 +174,8 @@ async def test_bad_or_missing_signature_is_refused_and_not_processed(
         assert await w.hub.publish(w.topic, body, algorithm=None) == [403]
         assert await w.hub.publish(w.topic, body, algorithm="md5") == [403]
         assert await w.hub.publish(w.topic, body, algorithm="sha1") == [202]  # the 0.4 default
-        await wait_for(lambda: bool(w.site.hits.get("/a/seed.html")))
-        await wait_for(lambda: not w.websub._tasks)
+        await w.websub.settle(10)
+        assert w.site.hits.get("/a/seed.html") == 1
         assert len(await stream_entries(redis_url)) == 1
         # A callback URL with the wrong token is not the subscription's.
         wrong = w.hub.requests[0]["hub.callback"].rsplit("/", 1)[0] + "/guessed"
@@ -201,7 +201,7 @@ async def test_push_then_poll_of_the_same_story_alerts_once(
         await w.subscribed()
         body = w.publish(GAS, SEED)
         assert await w.hub.publish(w.topic, body) == [202]
-        await wait_for(lambda: not w.websub._tasks)
+        await w.websub.settle(10)
         assert len(await stream_entries(redis_url)) == 1
         assert await w.poll() == 0
         assert len(await stream_entries(redis_url)) == 1
@@ -245,7 +245,7 @@ async def test_hub_errors_back_off_then_subscribe(
     async with world(tmp_path, redis_url, site, backoff_base_s=1) as w:
         w.hub.fail_next = 1
         await w.poll()
-        await wait_for(lambda: "news" in w.websub.subs and w.websub.subs["news"].failures == 1)
+        await w.websub.settle(10)  # the first request, answered 500
         failed = w.websub.subs["news"]
         assert failed.state == "failed"
         assert failed.reason.startswith("http_500")
@@ -330,3 +330,25 @@ async def test_status_shows_the_push_state(
         table = render(rows).splitlines()
         assert table[0].endswith("PUSH")
         assert "active until" in table[1]
+
+
+async def test_subscription_and_secret_survive_a_restart(
+    tmp_path: Path, redis_url: str, site: tuple[NewsSite, str]
+) -> None:
+    async with world(tmp_path, redis_url, site) as w:
+        await w.subscribed()
+        # A second WebSub on the same Redis stands for the restarted daemon.
+        await w.websub.close()
+        again = WebSub(w.app.cfg.websub, SubscriptionStore(w.app.store), w.app.pipeline.session,
+                       w.app.pipeline.push)  # fmt: skip
+        again.feeds = {"news": w.feed}
+        await again.start()
+        try:
+            assert again.pushing("news")
+            body = w.publish(GAS, SEED)
+            assert await w.hub.publish(w.topic, body) == [202]  # signed with the old secret
+            await again.settle(10)
+            assert len(await stream_entries(redis_url)) == 1
+            assert len(w.hub.requests) == 1  # nothing had to be requested again
+        finally:
+            await again.close()
