@@ -573,7 +573,9 @@ class Daemon:
             return
         pipeline = self.app.pipeline
         subs = SubscriptionStore(self.app.store)
-        self.websub = WebSub(settings, subs, pipeline.session, pipeline.push)
+        self.websub = WebSub(
+            settings, subs, pipeline.session, pipeline.push, metrics=self.app.metrics
+        )
         self.websub.feeds = self.feeds
         await self.websub.start()
         spawn(self.websub.run(self.stopping))

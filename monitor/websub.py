@@ -35,6 +35,7 @@ from monitor.entries import Feed, ParsedFeed
 from monitor.errors import HubError, RedisUnavailable
 from monitor.hublinks import Discovery, HubLinks, discover, header_links
 from monitor.logs import event
+from monitor.metrics import Metrics
 from monitor.schedule import PollPolicy
 from monitor.signature import check_signature
 from monitor.subscriptions import (
@@ -71,6 +72,7 @@ class WebSub:
         push: PushHandler,
         clock: Callable[[], float] = time.time,
         plan_every_s: float = PLAN_EVERY_S,
+        metrics: Metrics | None = None,
     ) -> None:
         if not settings.callback_url:
             raise ValueError("WebSub needs websub.callback_url")
@@ -81,6 +83,7 @@ class WebSub:
         self.push = push
         self.clock = clock
         self.plan_every_s = plan_every_s
+        self.metrics = metrics or Metrics()
         self.timing = Timing(
             renew_fraction=settings.renew_fraction,
             verify_timeout_s=settings.verify_timeout_s,
@@ -235,6 +238,7 @@ class WebSub:
                 state="active" if latest.state == "active" else "failed",
                 reason=f"{exc.kind}: {exc.detail}",
             )  # fmt: skip
+            self.metrics.websub_hub_errors.labels(exc.kind).inc()
             await self.store.put(failed)
             self.subs[name] = failed
             event(log, logging.WARNING, "websub.hub_failed", feed=name, hub=hub, kind=exc.kind,
@@ -255,6 +259,7 @@ class WebSub:
             await self._request(leaving, "unsubscribe")
         except HubError as exc:
             # The record is forgotten after verify_timeout_s either way.
+            self.metrics.websub_hub_errors.labels(exc.kind).inc()
             event(log, logging.WARNING, "websub.hub_failed", feed=action.feed, hub=sub.hub,
                   kind=exc.kind, error=exc.detail)  # fmt: skip
 
@@ -337,14 +342,18 @@ class WebSub:
             sub = await self._record(feed, token)
         except RedisUnavailable as exc:
             event(log, logging.WARNING, "websub.redis_unavailable", feed=feed, detail=exc.detail)
+            self.metrics.websub_deliveries.labels("redis").inc()
             return 503
         configured = self.feeds.get(feed)
         if sub is None or configured is None or sub.state == "unsubscribing":
+            self.metrics.websub_deliveries.labels("gone").inc()
             return 410  # hubs drop a subscription that answers 410 Gone
         check = check_signature(signature, body, sub.secret)
         if check != "ok":
+            self.metrics.websub_deliveries.labels("bad_signature").inc()
             event(log, logging.WARNING, "websub.rejected", feed=feed, reason=check,
                   bytes=len(body))  # fmt: skip
             return 403
+        self.metrics.websub_deliveries.labels("accepted").inc()
         self._spawn(self.push(configured, body, content_type))
         return 202

@@ -174,6 +174,9 @@ async def test_bad_or_missing_signature_is_refused_and_not_processed(
         assert await w.hub.publish(w.topic, body, algorithm=None) == [403]
         assert await w.hub.publish(w.topic, body, algorithm="md5") == [403]
         assert await w.hub.publish(w.topic, body, algorithm="sha1") == [202]  # the 0.4 default
+        metrics = w.websub.metrics.render().decode()
+        assert 'feed_monitor_websub_deliveries_total{result="bad_signature"} 3.0' in metrics
+        assert 'feed_monitor_websub_deliveries_total{result="accepted"} 1.0' in metrics
         await w.websub.settle(10)
         assert w.site.hits.get("/a/seed.html") == 1
         assert len(await stream_entries(redis_url)) == 1
@@ -247,6 +250,8 @@ async def test_hub_errors_back_off_then_subscribe(
         await w.poll()
         await w.websub.settle(10)  # the first request, answered 500
         failed = w.websub.subs["news"]
+        metrics = w.websub.metrics.render().decode()
+        assert 'feed_monitor_websub_hub_errors_total{kind="http_500"} 1.0' in metrics
         assert failed.state == "failed"
         assert failed.reason.startswith("http_500")
         assert failed.retry_at is not None and failed.retry_at - failed.requested_at >= 0.9
