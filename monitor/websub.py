@@ -93,6 +93,7 @@ class WebSub:
         self.feeds: Mapping[str, Feed] = {}
         self.subs: dict[str, SubscriptionState] = {}  # cache of the Redis records
         self._busy: set[str] = set()  # feeds with a hub request in flight
+        self._push_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[object]] = set()
         self._runner: web.AppRunner | None = None
 
@@ -215,7 +216,13 @@ class WebSub:
                 old, requested_at=now, retry_at=now + self.timing.verify_timeout_s
             )
         elif old is not None and same:
-            sub = dataclasses.replace(old, state="subscribing", requested_at=now, retry_at=None)
+            # Asked before and never verified: that counts as a hub failure.
+            unverified = old.state == "subscribing"
+            failures = old.failures + 1 if unverified else old.failures
+            retry_at = now + backoff_s(failures, self.timing) if unverified else None
+            sub = dataclasses.replace(
+                old, state="subscribing", requested_at=now, failures=failures, retry_at=retry_at
+            )
         else:
             sub = SubscriptionState(
                 name, hub, topic, secret=secrets.token_hex(32),
@@ -355,5 +362,12 @@ class WebSub:
                   bytes=len(body))  # fmt: skip
             return 403
         self.metrics.websub_deliveries.labels("accepted").inc()
-        self._spawn(self.push(configured, body, content_type))
+        self._spawn(self._push_in_order(configured, body, content_type))
         return 202
+
+    async def _push_in_order(self, feed: Feed, body: bytes, content_type: str | None) -> None:
+        """One feed's deliveries one after another: in order, and no story
+        of a burst fetched and extracted twice."""
+        lock = self._push_locks.setdefault(feed.name, asyncio.Lock())
+        async with lock:
+            await self.push(feed, body, content_type)

@@ -29,10 +29,12 @@ class HubSub:
 @dataclass
 class Hub:
     """Records every request; ``grant_lease_s`` overrides the lease asked for,
-    ``fail_next`` answers that many requests with 500."""
+    ``fail_next`` answers that many requests with 500, ``verify`` False
+    accepts requests but never verifies them."""
 
     grant_lease_s: int | None = None
     fail_next: int = 0
+    verify: bool = True
     requests: list[dict[str, str]] = field(default_factory=list)
     verifications: list[tuple[str, str, int, float]] = field(default_factory=list)
     subs: dict[str, HubSub] = field(default_factory=dict)  # callback -> subscription
@@ -83,6 +85,8 @@ class Hub:
             return web.Response(status=500, text="hub is having a bad day")
         if form.get("hub.mode") not in ("subscribe", "unsubscribe") or not form.get("hub.topic"):
             return web.Response(status=400, text="bad request")
+        if not self.verify:
+            return web.Response(status=202)
         # Verification of intent after the answer, as most hubs do it.
         task = asyncio.get_running_loop().create_task(self._verify(form))
         self._tasks.add(task)

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from pydantic import ValidationError
 
 from monitor import keys
 from monitor.daemon import App, open_app
@@ -357,3 +359,33 @@ async def test_subscription_and_secret_survive_a_restart(
             assert len(w.hub.requests) == 1  # nothing had to be requested again
         finally:
             await again.close()
+
+
+async def test_a_hub_that_never_verifies_is_asked_again_with_backoff(
+    tmp_path: Path, redis_url: str, site: tuple[NewsSite, str]
+) -> None:
+    async with world(tmp_path, redis_url, site, verify_timeout_s=1, backoff_base_s=1) as w:
+        w.hub.verify = False
+        await w.poll()
+        await w.hub.wait_until(lambda: len(w.hub.requests) >= 2)
+        await w.websub.settle(10)
+        record = await SubscriptionStore(w.app.store).get("news")
+        assert record is not None
+        assert record.state == "subscribing"
+        assert record.failures >= 1  # 1, or more if this machine stalled for a second
+        assert record.retry_at is not None and record.retry_at >= record.requested_at + 1
+        assert not w.websub.pushing("news")
+        w.hub.verify = True  # the hub recovers: the next request is verified
+        await w.hub.wait_until(lambda: len(w.hub.subs) == 1)
+        await wait_for(lambda: w.websub.pushing("news"))
+        assert w.websub.subs["news"].failures == 0
+
+
+def test_websub_settings_are_validated(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="public http"):
+        make_config(tmp_path, [], websub={"callback_url": "ftp://x/"})
+    with pytest.raises(ValidationError, match="host:port"):
+        make_config(tmp_path, [], websub={"listen": "8470"})
+    cfg = make_config(tmp_path, [], websub={"callback_url": "https://m.example/websub/"})
+    assert cfg.websub.callback_url == "https://m.example/websub"
+    assert (cfg.websub.safety_interval_s, cfg.websub.lease_s) == (21600, 864000)
