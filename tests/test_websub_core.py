@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from monitor.feedparse import parse_feed
 from monitor.hublinks import (
@@ -255,3 +257,16 @@ def test_push_policy_polls_at_the_safety_interval() -> None:
     p = push_policy(PollPolicy(interval_s=300, max_interval_s=3600), 21600)
     assert (p.interval_s, p.max_interval_s, p.adapt_weight) == (21600, 21600, 0.0)
     assert p.backoff_base_s == 60.0  # errors still back off from the usual base
+
+
+@given(st.text(max_size=300))
+def test_link_header_parser_takes_any_text(value: str) -> None:
+    for target, rels in parse_link_header(value):
+        assert target and ">" not in target
+        assert all(r == r.lower() for r in rels)
+    assert isinstance(header_links(value, BASE), HubLinks)
+
+
+@given(st.one_of(st.none(), st.text(max_size=200)), st.binary(max_size=200))
+def test_signature_check_takes_any_header(header: str | None, body: bytes) -> None:
+    assert check_signature(header, body, "k") in ("missing", "malformed", "unsupported", "mismatch")

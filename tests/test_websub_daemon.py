@@ -1,5 +1,6 @@
 """WebSub through a real `feed-monitor run` subprocess: discovery,
-subscription, a signed push alerted, then a silent hub and the safety poll."""
+subscription, a signed push alerted, a silent hub and the safety poll, and
+the unsubscription of a feed removed from the config."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import redis.asyncio as aioredis
 
 from monitor import keys
 from tests.hub import Hub
-from tests.servers import NewsSite, free_port, page, stream_entries
+from tests.servers import NewsSite, free_port, page, rss, stream_entries
 from tests.test_reload import EXE, Daemon
 from tests.test_websub import hub_feed
 
@@ -28,7 +29,7 @@ rules:
 """
 
 
-async def test_daemon_subscribes_alerts_pushes_and_safety_polls(
+async def test_daemon_subscribes_pushes_safety_polls_and_unsubscribes(
     tmp_path: Path, site: tuple[NewsSite, str]
 ) -> None:
     news, base = site
@@ -38,15 +39,17 @@ async def test_daemon_subscribes_alerts_pushes_and_safety_polls(
     (tmp_path / "rules" / "pack.yaml").write_text(RULES)
     port = free_port()
     cfg = tmp_path / "monitor.yaml"
-    cfg.write_text(
+    head = (
         "state_dir: st\nrules: [rules/*.yaml]\n"
         "http: {allow_private_addresses: true, "
         "per_host_spacing_s: 0, per_host_concurrency: 16, timeout_s: 5}\n"
         "extraction: {workers: 1}\n"
         f"websub: {{callback_url: 'http://127.0.0.1:{port}/push', listen: '127.0.0.1:{port}', "
         "safety_interval_s: 4}\n"
-        f"feeds:\n  - {{name: news, url: '{base}/feed.xml', interval_s: 1}}\n"
+        f"feeds:\n  - {{name: other, url: '{base}/other.xml', interval_s: 60}}\n"
     )
+    cfg.write_text(head + f"  - {{name: news, url: '{base}/feed.xml', interval_s: 1}}\n")
+    news.put_feed("/other.xml", rss([]))
     for n in ("1", "2", "3"):
         news.put_page(f"/s{n}.html", page(f"Story {n}", WORDS))
     news.put_feed("/feed.xml", hub_feed(base, hub.url, [("s1", "Story 1", "/s1.html")]))
@@ -84,6 +87,15 @@ async def test_daemon_subscribes_alerts_pushes_and_safety_polls(
         assert len(alerts) == 3
         for i, alert in enumerate(alerts, 1):
             assert f"Story {i}" in alert["alert"]
+
+        # Removed from the config: unsubscribed at the hub, record gone.
+        mark = len(daemon.lines)
+        cfg.write_text(head)
+        await daemon.wait_for("rules.reloaded", after=mark)
+        await hub.wait_until(lambda: not hub.subs)
+        await daemon.wait_for("websub.unsubscribed feed=news", after=mark)
+        assert hub.requests[-1]["hub.mode"] == "unsubscribe"
+        assert await client.exists(keys.websub("news")) == 0
     finally:
         await client.aclose()
         if proc.returncode is None:
