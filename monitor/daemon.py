@@ -518,9 +518,11 @@ class Daemon:
                 self.scheduler.shutdown(wait=False)
             for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
+            # Pushed documents in progress finish alongside in-flight polls.
+            closing = [self._drain()]
             if self.websub is not None:
-                await self.websub.close()
-            await self._drain()
+                closing.append(self.websub.close(self.app.cfg.shutdown_deadline_s))
+            await asyncio.gather(*closing)
             for t in list(background):
                 t.cancel()
             await asyncio.gather(*background, return_exceptions=True)

@@ -111,13 +111,13 @@ class WebSub:
         event(log, logging.INFO, "websub.listening", address=self.settings.listen,
               callback=self.callback_url, subscriptions=len(self.subs))  # fmt: skip
 
-    async def close(self) -> None:
+    async def close(self, deadline_s: float = CLOSE_DEADLINE_S) -> None:
         """Stop taking calls, then let pushed content finish (up to a deadline)."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         if self._tasks:
-            _done, pending = await asyncio.wait(set(self._tasks), timeout=CLOSE_DEADLINE_S)
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=deadline_s)
             for t in pending:
                 t.cancel()
             if pending:
