@@ -248,6 +248,8 @@ class Pipeline:
             taken = await self._take(feed, state, parsed, self.clock(), poll=False)
         except FeedParseError as exc:
             outcome = PollOutcome(feed.name, "failed", error_kind=exc.kind, error=exc.detail)
+        except TaskTimeout as exc:
+            outcome = PollOutcome(feed.name, "failed", error_kind="parse_timeout", error=str(exc))
         except RedisUnavailable as exc:
             self.metrics.redis_errors.inc()
             outcome = PollOutcome(feed.name, "failed", error_kind="redis", error=exc.detail)

@@ -370,4 +370,7 @@ class WebSub:
         of a burst fetched and extracted twice."""
         lock = self._push_locks.setdefault(feed.name, asyncio.Lock())
         async with lock:
-            await self.push(feed, body, content_type)
+            try:
+                await self.push(feed, body, content_type)
+            except Exception:  # a bug: nobody awaits this task, so say it here
+                log.exception("websub.push_crashed feed=%s", feed.name)

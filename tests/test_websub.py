@@ -389,3 +389,16 @@ def test_websub_settings_are_validated(tmp_path: Path) -> None:
     cfg = make_config(tmp_path, [], websub={"callback_url": "https://m.example/websub/"})
     assert cfg.websub.callback_url == "https://m.example/websub"
     assert (cfg.websub.safety_interval_s, cfg.websub.lease_s) == (21600, 864000)
+
+
+async def test_a_signed_push_that_is_not_a_feed_fails_alone(
+    tmp_path: Path, redis_url: str, site: tuple[NewsSite, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    async with world(tmp_path, redis_url, site) as w:
+        await w.subscribed()
+        assert await w.hub.publish(w.topic, b"<html><body>hi</body></html>", "text/html") == [202]
+        await w.websub.settle(10)
+        assert any("feed.pushed" in r.message and r.levelname == "WARNING" for r in caplog.records)
+        assert await w.hub.publish(w.topic, w.publish(GAS, SEED)) == [202]
+        await w.websub.settle(10)
+        assert len(await stream_entries(redis_url)) == 1
