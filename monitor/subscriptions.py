@@ -160,6 +160,8 @@ def on_discovery(
     if found is None:
         if sub is not None and sub.state in ("active", "subscribing"):
             return Action("unsubscribe", feed, "the feed no longer names a hub")
+        if sub is not None and sub.state in ("failed", "denied"):
+            return Action("forget", feed, "the feed no longer names a hub")
         return None
     if sub is None or sub.state == "unsubscribing":
         return Action("subscribe", feed, "hub discovered")

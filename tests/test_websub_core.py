@@ -210,7 +210,10 @@ def test_on_discovery() -> None:
     assert on_discovery("world", None, sub(), 0) == Action(
         "unsubscribe", "world", "the feed no longer names a hub"
     )
-    assert on_discovery("world", None, sub("failed"), 0) is None
+    assert on_discovery("world", None, sub("failed"), 0) == Action(
+        "forget", "world", "the feed no longer names a hub"
+    )
+    assert on_discovery("world", None, sub("unsubscribing"), 0) is None
     assert on_discovery("world", None, None, 0) is None
 
 
