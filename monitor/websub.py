@@ -205,9 +205,12 @@ class WebSub:
         # Redis, not the copy: another daemon may have subscribed it meanwhile,
         # and its secret and token are then reused rather than replaced.
         old = await self.store.get(name)
-        if found is None and old is None:
+        if found is not None:
+            hub, topic = found.hub, found.topic
+        elif old is not None:
+            hub, topic = old.hub, old.topic
+        else:
             return
-        hub, topic = (found.hub, found.topic) if found else (old.hub, old.topic)  # type: ignore[union-attr]
         now = self.clock()
         same = old is not None and (old.hub, old.topic) == (hub, topic)
         if old is not None and same and action.kind == "renew":
