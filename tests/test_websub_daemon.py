@@ -45,7 +45,7 @@ async def test_daemon_subscribes_pushes_safety_polls_and_unsubscribes(
         "per_host_spacing_s: 0, per_host_concurrency: 16, timeout_s: 5}\n"
         "extraction: {workers: 1}\n"
         f"websub: {{callback_url: 'http://127.0.0.1:{port}/push', listen: '127.0.0.1:{port}', "
-        "safety_interval_s: 4}\n"
+        "safety_interval_s: 6}\n"
         f"feeds:\n  - {{name: other, url: '{base}/other.xml', interval_s: 60}}\n"
     )
     cfg.write_text(head + f"  - {{name: news, url: '{base}/feed.xml', interval_s: 1}}\n")
