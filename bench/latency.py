@@ -17,7 +17,12 @@ story's appearance in the polled feed), both on the bench's clock. Prints
 p50/p95/p99 per path, their ratio, and the time to extract one article
 page in-process, for context.
 
-    .venv/bin/python bench/latency.py [--stories 40] [--poll-interval 10]
+Article pages are real news pages read in place from ../shared/data (never
+copied; each story's matching text is in its feed summary, the page is what
+gets fetched and extracted), or small generated ones with ``--pages
+generated`` (or when the data is absent).
+
+    .venv/bin/python bench/latency.py [--stories 40] [--poll-interval 10] [--pages real]
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ SEED = (ROOT / "seeds" / "000_79a58b876351234c.txt").read_text(encoding="utf-8")
 REAL = ROOT.parent / "shared" / "data" / "extraction" / "scrapinghub-article-extraction-benchmark"
 REAL = REAL / "html"
 PARAS = [html.escape(p) for p in SEED.split("\n\n")[1:] if p.strip()]
+SUMMARY = html.escape(" ".join(PARAS[:2]))  # escaped twice: text inside <description>
 
 
 @dataclass
@@ -60,6 +66,7 @@ class Site:
     """Two feeds (``push`` names the hub, ``poll`` does not) and their pages."""
 
     hub_url: str
+    real: list[bytes] = field(default_factory=list)  # real pages to serve, if any
     port: int = 0
     items: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # feed -> (guid, title)
     runner: web.AppRunner | None = None
@@ -76,7 +83,8 @@ class Site:
                 f'<atom:link rel="self" href="{self.base}/feed/push.xml"/>'
             )
         items = "".join(
-            f"<item><title>{t}</title><link>{self.base}/a/{g}.html</link><guid>{g}</guid></item>"
+            f"<item><title>{t}</title><link>{self.base}/a/{g}.html</link><guid>{g}</guid>"
+            f"<description>{SUMMARY}</description></item>"
             for g, t in self.items.get(name, [])[-20:]
         )
         return (
@@ -91,6 +99,9 @@ class Site:
 
     async def article(self, request: web.Request) -> web.Response:
         guid = request.match_info["guid"]
+        if self.real:  # a real page; the story's matching text is in its feed summary
+            body = self.real[int(guid.rsplit("-", 1)[1]) % len(self.real)]
+            return web.Response(body=body, content_type="text/html", charset="utf-8")
         return web.Response(text=page(f"Story {guid}", PARAS, "nb"), content_type="text/html")
 
     async def start(self) -> None:
@@ -132,12 +143,12 @@ def percentiles(values: list[float]) -> tuple[float, float, float]:
     return q[49], q[94], q[98]
 
 
-async def run(stories: int, poll_interval: float, workdir: Path) -> None:
+async def run(stories: int, poll_interval: float, real: list[bytes], workdir: Path) -> None:
     redis = RedisServer(workdir / "redis")
     redis.start()
     hub = Hub()
     await hub.start()
-    site = Site(hub.url)
+    site = Site(hub.url, real)
     await site.start()
     port = free_port()
     cfg = workdir / "monitor.yaml"
@@ -201,8 +212,10 @@ async def run(stories: int, poll_interval: float, workdir: Path) -> None:
         redis.stop()
 
     ours, _ = extraction_s([page("Story x", PARAS, "nb").encode()] * 20)
-    real = real_pages()
-    real_med, real_p95 = extraction_s(real) if real else (float("nan"), float("nan"))
+    pages = real or real_pages()
+    real_med, real_p95 = extraction_s(pages) if pages else (float("nan"), float("nan"))
+    served = f"{len(real)} real news pages" if real else "small generated pages"
+    print(f"article pages served: {served}")
     rows = []
     for name, label in (("push", "push (WebSub)"), ("poll", f"poll every {poll_interval:g} s")):
         lat = [arrived[u] - t for u, t in published.items() if f"/{name}-" in u and u in arrived]
@@ -216,21 +229,29 @@ async def run(stories: int, poll_interval: float, workdir: Path) -> None:
         f"{b / a:.0f}x" if a > 0 else "-" for a, b in zip(push[3:], poll[3:], strict=True)
     )
     print(f"{'poll/push ratio':<20} {'':>6} {'':>7} {ratios:>26} (p50 / p95 / p99)")
-    print(f"\npage extraction in-process: the bench's pages {ours * 1000:.1f} ms (median); "
-          f"{len(real)} real news pages {real_med * 1000:.0f} ms median, "
+    print(f"\npage extraction in-process: generated page {ours * 1000:.1f} ms (median); "
+          f"{len(pages)} real news pages {real_med * 1000:.0f} ms median, "
           f"{real_p95 * 1000:.0f} ms p95")  # fmt: skip
-    target = 1.0 + ours
+    extraction = real_p95 if real else ours
+    target = 1.0 + extraction
     verdict = "met" if push[4] < target else "NOT met"
-    print(f"target: push p95 < 1 s + extraction of the page = {target:.3f} s: {verdict}")
+    print(f"target: push p95 < 1 s + extraction of the page ({extraction * 1000:.0f} ms) = "
+          f"{target:.3f} s: {verdict}")  # fmt: skip
 
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--stories", type=int, default=40, help="stories per path")
     ap.add_argument("--poll-interval", type=float, default=10.0, help="seconds")
+    ap.add_argument(
+        "--pages", choices=("real", "generated"), default="real",
+        help="article pages: real news pages from ../shared/data (if present), or small "
+        "generated ones",
+    )  # fmt: skip
     args = ap.parse_args()
+    real = real_pages() if args.pages == "real" else []
     with tempfile.TemporaryDirectory() as tmp:
-        await run(args.stories, args.poll_interval, Path(tmp))
+        await run(args.stories, args.poll_interval, real, Path(tmp))
 
 
 if __name__ == "__main__":
