@@ -163,6 +163,44 @@ class DedupeSettings(_Model):
     min_words: Annotated[int, Field(ge=1)] = 15
 
 
+class WebSubSettings(_Model):
+    """WebSub push (see docs/websub.md); off while callback_url is null."""
+
+    # The public base URL hubs call back, e.g. https://monitor.example.org/websub;
+    # each feed gets <callback_url>/<feed>/<random token>.
+    callback_url: str | None = None
+    # Where the daemon listens for those calls (behind a reverse proxy).
+    listen: str = "127.0.0.1:8470"
+    # Lease asked of the hub; the hub may grant another one.
+    lease_s: Annotated[int, Field(ge=60, le=365 * 86400)] = 10 * 86400
+    # Renew when this fraction of the granted lease has passed.
+    renew_fraction: Annotated[float, Field(ge=0.5, le=0.95)] = 0.85
+    # A pushed feed is still polled this often, so a silent hub hides nothing.
+    safety_interval_s: Annotated[float, Field(ge=1, le=7 * 86400)] = 21600.0
+    # Ask again when a hub has not verified a request within this time.
+    verify_timeout_s: Annotated[float, Field(ge=1, le=86400)] = 300.0
+    # Hub errors back off from base to ceiling, doubling.
+    backoff_base_s: Annotated[float, Field(ge=1)] = 60.0
+    backoff_ceiling_s: Annotated[float, Field(ge=1)] = 21600.0
+    # Larger pushed bodies are refused (413).
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 10_000_000
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("expected the public http(s):// URL hubs can reach, or null")
+        return v.rstrip("/") if v else v
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("expected host:port, e.g. 127.0.0.1:8470")
+        return v
+
+
 class Config(_Model):
     """The validated configuration; build it with ``load_config``."""
 
@@ -173,6 +211,7 @@ class Config(_Model):
     metrics: MetricsSettings = MetricsSettings()
     polling: PollingSettings = PollingSettings()
     dedupe: DedupeSettings = DedupeSettings()
+    websub: WebSubSettings = WebSubSettings()
     # On SIGTERM, in-flight polls get this long to finish before cancellation.
     shutdown_deadline_s: Annotated[float, Field(gt=0, le=3600)] = 20.0
     rules: tuple[str, ...] = ("rules/*.yaml",)

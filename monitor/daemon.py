@@ -37,6 +37,8 @@ from monitor.rulewatch import changes
 from monitor.schedule import PollFacts, PollPolicy, next_poll
 from monitor.sdnotify import Notifier
 from monitor.store import Store, connect
+from monitor.substore import SubscriptionStore
+from monitor.websub import WebSub
 from monitor.workers import WorkerPool
 
 log = logging.getLogger("monitor.daemon")
@@ -172,6 +174,7 @@ class Daemon:
         self._status_at = 0.0
         # Stable across restarts of this daemon, so a restart frees its leases.
         self.owner = f"{socket.gethostname()}:{cfg.state_dir}"
+        self.websub: WebSub | None = None  # when websub.callback_url is set
 
     async def poll_job(self, feed: Feed) -> PollOutcome | None:
         if self.stopping.is_set():
@@ -271,6 +274,8 @@ class Daemon:
     async def sync_schedule(self, feeds: list[Feed]) -> None:
         """New feeds become due now (spread a little); removed ones leave."""
         self.feeds = {f.name: f for f in feeds}
+        if self.websub is not None:
+            self.websub.feeds = self.feeds  # removed feeds get unsubscribed
         now = time.time()
         first = {f.name: now + min(5.0, 0.01 * i) for i, f in enumerate(feeds)}
         await self._set_due(first, only_new=True)
@@ -324,6 +329,8 @@ class Daemon:
             try:
                 outcome = await self.poll_job(feed)
                 if outcome is not None and feed.name in self.feeds:
+                    if self.websub is not None and outcome.feed_info is not None:
+                        self.websub.observe(feed, outcome.headers, outcome.feed_info)
                     await self._set_due({feed.name: self.next_due(feed, outcome)})
                 with contextlib.suppress(RedisUnavailable):
                     await self.app.store.release([feed.name])
@@ -346,7 +353,10 @@ class Daemon:
             entry_interval_s=o.entry_interval_s,
             gap=o.gap,
         )
-        decision = next_poll(poll_policy(self.app.cfg, feed), facts, now, self.rng)
+        policy = poll_policy(self.app.cfg, feed)
+        if self.websub is not None:
+            policy = self.websub.policy(feed.name, policy)  # pushed: the safety interval
+        decision = next_poll(policy, facts, now, self.rng)
         if o.status == "failed" or decision.reason not in ("interval", "adaptive"):
             event(log, logging.DEBUG, "feed.scheduled", feed=feed.name, reason=decision.reason,
                   in_s=round(decision.interval_s))  # fmt: skip
@@ -508,7 +518,11 @@ class Daemon:
                 self.scheduler.shutdown(wait=False)
             for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
-            await self._drain()
+            # Pushed documents in progress finish alongside in-flight polls.
+            closing = [self._drain()]
+            if self.websub is not None:
+                closing.append(self.websub.close(self.app.cfg.shutdown_deadline_s))
+            await asyncio.gather(*closing)
             for t in list(background):
                 t.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -525,6 +539,7 @@ class Daemon:
                 event(log, logging.INFO, "schedule.leases_freed", feeds=freed,
                       reason="left by an earlier run that died")  # fmt: skip
         await self.sync_schedule(feeds)
+        await self._start_websub(spawn)
         # One tick a second selects due feeds; never skipped however late the
         # loop runs (misfire_grace_time=None), a backlog merged (coalesce).
         self.scheduler.add_job(
@@ -550,6 +565,22 @@ class Daemon:
         gc.freeze()
         gc.set_threshold(20_000, 20, 20)
         self.notifier.ready(self.status_line())
+
+    async def _start_websub(
+        self, spawn: Callable[[Coroutine[object, object, object]], None]
+    ) -> None:
+        """The WebSub callback listener and subscription upkeep (monitor/websub.py)."""
+        settings = self.app.cfg.websub
+        if not settings.callback_url:
+            return
+        pipeline = self.app.pipeline
+        subs = SubscriptionStore(self.app.store)
+        self.websub = WebSub(
+            settings, subs, pipeline.session, pipeline.push, metrics=self.app.metrics
+        )
+        self.websub.feeds = self.feeds
+        await self.websub.start()
+        spawn(self.websub.run(self.stopping))
 
     async def _stop_workers(self) -> None:
         """Idle workers leave on a sentinel; queued, unstarted polls are dropped

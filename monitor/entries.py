@@ -56,6 +56,9 @@ class ParsedFeed:
     update_period_s: float | None = None
     skip_hours: tuple[int, ...] = ()  # GMT hours 0-23
     skip_days: tuple[str, ...] = ()  # "Monday" ... "Sunday"
+    # WebSub: the hubs and the self URL the feed names (rel="hub", rel="self").
+    hubs: tuple[str, ...] = ()
+    self_url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@
     ├── FetchError           one feed or page could not be fetched (kind, url)
     ├── FeedParseError       bytes that are not a usable feed (kind, url)
     ├── ExtractionError      a page body could not be extracted (url, reason)
+    ├── HubError             a WebSub hub refused or did not answer a request (kind, url)
     └── RedisUnavailable     the Redis server cannot be reached (url)
 
 Third-party exceptions (aiohttp, redis, yaml, pydantic) are translated into
@@ -77,6 +78,10 @@ class FetchError(_KindError):
 
 class FeedParseError(_KindError):
     """The bytes are not a feed we can use (``not_a_feed``, ``parse_error``)."""
+
+
+class HubError(_KindError):
+    """A WebSub hub did not accept a (un)subscription request (``http_500``, ``connect``, ...)."""
 
 
 class ExtractionError(MonitorError):

@@ -19,6 +19,7 @@ from lxml.etree import ParserError
 
 from monitor.entries import ParsedFeed, entry_from_raw
 from monitor.errors import FeedParseError
+from monitor.hublinks import feed_links
 from monitor.schedule import skip_days_of, skip_hours_of, ttl_seconds, update_period_seconds
 
 # Every pattern here runs on hostile bytes, so none may backtrack more than
@@ -112,6 +113,7 @@ def parse_feed(data: bytes, url: str, feed_name: str, content_type: str | None) 
             for c in raw.get("content") or []
         ]
         entries.append(entry_from_raw(plain, feed_name, url))
+    links = feed_links(feed_meta.get("links") or (), url)
     return ParsedFeed(
         title=str(feed_meta.get("title") or ""),
         lang=str(feed_meta.get("language")) if feed_meta.get("language") else None,
@@ -123,6 +125,8 @@ def parse_feed(data: bytes, url: str, feed_name: str, content_type: str | None) 
         ),
         skip_hours=skip_hours_of(_skip_values(clean, _SKIP_HOURS)),
         skip_days=skip_days_of(_skip_values(clean, _SKIP_DAYS)),
+        hubs=links.hubs,
+        self_url=links.self_url,
     )
 
 

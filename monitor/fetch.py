@@ -227,11 +227,15 @@ async def fetch(
     raise FetchError("redirect_loop", url, f"more than {limits.max_redirects} redirects")
 
 
-_KEPT_HEADERS = ("Cache-Control", "Expires", "Date", "Retry-After", "Age")
+# Link carries a WebSub hub (rel="hub"); a server may send it several times.
+_KEPT_HEADERS = ("Cache-Control", "Expires", "Date", "Retry-After", "Age", "Link")
 
 
 def _kept_headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
-    return {h: resp.headers[h] for h in _KEPT_HEADERS if h in resp.headers}
+    kept = {h: resp.headers[h] for h in _KEPT_HEADERS if h in resp.headers}
+    if "Link" in kept:
+        kept["Link"] = ", ".join(resp.headers.getall("Link"))  # one list, RFC 8288
+    return kept
 
 
 def _result(

@@ -64,3 +64,12 @@ def sameness_signature(alert_id: str) -> str:
 def sameness_first_feed(alert_id: str) -> str:
     """String: the feed that raised a first alert."""
     return f"{PREFIX}:same:feed:{alert_id}"
+
+
+# Set of feed names that have a WebSub subscription record.
+WEBSUB_FEEDS = f"{PREFIX}:websub"
+
+
+def websub(feed: str) -> str:
+    """Hash of a feed's WebSub subscription (hub, topic, secret, state, lease)."""
+    return f"{PREFIX}:websub:{feed}"

@@ -60,6 +60,15 @@ class Metrics:
             ["group"], registry=r,
         )  # fmt: skip
         self.feeds = Gauge("feed_monitor_feeds", "Feeds by last outcome.", ["state"], registry=r)
+        self.websub_deliveries = Counter(
+            "feed_monitor_websub_deliveries",
+            "WebSub content deliveries by result (accepted, bad_signature, gone, redis).",
+            ["result"], registry=r,
+        )  # fmt: skip
+        self.websub_hub_errors = Counter(
+            "feed_monitor_websub_hub_errors", "WebSub hub requests that failed, by kind.",
+            ["kind"], registry=r,
+        )  # fmt: skip
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

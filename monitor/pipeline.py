@@ -77,6 +77,17 @@ class PollOutcome:
     entry_interval_s: float | None = None
 
 
+@dataclass(frozen=True)
+class _Taken:
+    """What one feed document brought: its entries, the new ones, and alerts."""
+
+    entries: list[Entry]
+    fresh: list[Entry]
+    gap: bool
+    alerts: int
+    backlog: bool
+
+
 class RulesHolder:
     """The live RuleSet; reload swaps the reference in one assignment."""
 
@@ -206,10 +217,68 @@ class Pipeline:
             hints, rate = _load_hints(state.hints)
             return PollOutcome(feed.name, "not_modified", http_status=304, headers=result.headers,
                                hints=hints, entry_interval_s=rate)  # fmt: skip
-        parsed: ParsedFeed = await self.pool.run(
-            parse_feed, result.body, result.url, feed.name, result.content_type,
-            timeout_s=PARSE_TIMEOUT_S,
+        parsed = await self._parse(result.body, result.url, feed.name, result.content_type)
+        taken = await self._take(feed, state, parsed, now)
+        entries, fresh, gap, alerts = taken.entries, taken.fresh, taken.gap, taken.alerts
+        dated = [e.published.timestamp() for e in entries if e.published]
+        caching = {"etag": result.etag or "", "last_modified": result.last_modified or ""}
+        if taken.backlog:
+            # Forget the validators, or a 304 would hide the backlog until
+            # the feed changes.
+            caching = {"etag": "", "last_modified": ""}
+        newest = max([*dated, state.newest or 0.0])
+        hints = FeedHints.from_parsed(parsed)
+        rate = entry_interval_s((e.published for e in entries), now)
+        await self._save_state(
+            feed,
+            {**fields, **caching, "known": "1", "last_outcome": "ok",
+             "parse_warning": parsed.warning or "", "newest": str(newest) if newest else "",
+             "entries": str(len(entries)), "hints": _dump_hints(hints, rate)},
         )  # fmt: skip
+        return PollOutcome(feed.name, "ok", http_status=result.status, entries=len(entries),
+                           new_entries=len(fresh), alerts=alerts, headers=result.headers,
+                           feed_info=parsed, gap=gap, hints=hints,
+                           entry_interval_s=rate)  # fmt: skip
+
+    async def push(self, feed: Feed, body: bytes, content_type: str | None) -> PollOutcome:
+        """A feed document a WebSub hub pushed: parsed, checked against the
+        same seen set, processed and delivered exactly like a polled one, so
+        a story that comes by push and again by poll is alerted once."""
+        try:
+            state = await self._state(feed)
+            parsed = await self._parse(body, state.poll_url(feed.url), feed.name, content_type)
+            taken = await self._take(feed, state, parsed, self.clock(), poll=False)
+        except FeedParseError as exc:
+            outcome = PollOutcome(feed.name, "failed", error_kind=exc.kind, error=exc.detail)
+        except TaskTimeout as exc:
+            outcome = PollOutcome(feed.name, "failed", error_kind="parse_timeout", error=str(exc))
+        except RedisUnavailable as exc:
+            self.metrics.redis_errors.inc()
+            outcome = PollOutcome(feed.name, "failed", error_kind="redis", error=exc.detail)
+        else:
+            await self._save_state(feed, {"last_push": self.clock().isoformat()})
+            outcome = PollOutcome(feed.name, "ok", entries=len(taken.entries),
+                                  new_entries=len(taken.fresh), alerts=taken.alerts,
+                                  feed_info=parsed)  # fmt: skip
+        event(log, logging.INFO if outcome.status == "ok" else logging.WARNING, "feed.pushed",
+              feed=feed.name, entries=outcome.entries, new=outcome.new_entries,
+              alerts=outcome.alerts, error=outcome.error or "")  # fmt: skip
+        return outcome
+
+    async def _parse(
+        self, body: bytes, url: str, feed_name: str, content_type: str | None
+    ) -> ParsedFeed:
+        parsed: ParsedFeed = await self.pool.run(
+            parse_feed, body, url, feed_name, content_type, timeout_s=PARSE_TIMEOUT_S
+        )
+        return parsed
+
+    async def _take(
+        self, feed: Feed, state: FeedState, parsed: ParsedFeed, now: datetime, *, poll: bool = True
+    ) -> _Taken:
+        """Parsed feed → unseen entries → processed, delivered, marked seen.
+
+        A push holds only the newest items, so it says nothing about gaps."""
         # Oldest first, so alerts go out in publication order.
         entries = sorted(
             {e.identity: e for e in fix_shared_guids(parsed.entries)}.values(),
@@ -225,33 +294,18 @@ class Pipeline:
             fresh = [e for e in fresh if is_within_backfill(e, now, self.cfg.backfill_window_s)]
         dated = [e.published.timestamp() for e in entries if e.published]
         gap = bool(state.known and state.newest and dated and fresh and min(dated) > state.newest)
+        gap = gap and poll
         if gap:
             event(log, logging.WARNING, "feed.gap", feed=feed.name,
                   hint="items may have been missed between polls; polling more often")  # fmt: skip
-        caching = {"etag": result.etag or "", "last_modified": result.last_modified or ""}
         backlog = len(fresh) - self.cfg.max_new_entries_per_poll
         if backlog > 0:
             # Newest first now; the older rest stays unseen for the next polls.
             fresh = fresh[-self.cfg.max_new_entries_per_poll :]
             event(log, logging.WARNING, "feed.backlog", feed=feed.name, deferred=backlog)
-            # Forget the validators, or a 304 would hide the backlog until
-            # the feed changes.
-            caching = {"etag": "", "last_modified": ""}
         alerts = await self._process_in_order(feed, fresh)
         alerts += await self._updates(feed, [e for e in entries if e.identity not in unseen_ids])
-        newest = max([*dated, state.newest or 0.0])
-        hints = FeedHints.from_parsed(parsed)
-        rate = entry_interval_s((e.published for e in entries), now)
-        await self._save_state(
-            feed,
-            {**fields, **caching, "known": "1", "last_outcome": "ok",
-             "parse_warning": parsed.warning or "", "newest": str(newest) if newest else "",
-             "entries": str(len(entries)), "hints": _dump_hints(hints, rate)},
-        )  # fmt: skip
-        return PollOutcome(feed.name, "ok", http_status=result.status, entries=len(entries),
-                           new_entries=len(fresh), alerts=alerts, headers=result.headers,
-                           feed_info=parsed, gap=gap, hints=hints,
-                           entry_interval_s=rate)  # fmt: skip
+        return _Taken(entries, fresh, gap, alerts, backlog > 0)
 
     async def _process_in_order(self, feed: Feed, entries: list[Entry]) -> int:
         """Fetch and extract pages concurrently, but deliver in feed order."""

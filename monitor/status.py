@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 
 from monitor.config import Config
 from monitor.store import Store
+from monitor.subscriptions import SubscriptionState
+from monitor.substore import SubscriptionStore
 
 _ORDER = {"retired": 0, "failing": 1, "new": 2, "ok": 3}
 
@@ -25,6 +28,7 @@ class FeedStatus:
     entries_seen: int
     alerts: int
     url: str
+    push: str | None = None  # WebSub state, when the feed has a subscription
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -33,6 +37,7 @@ class FeedStatus:
 async def feed_statuses(cfg: Config, store: Store, now: float | None = None) -> list[FeedStatus]:
     now = time.time() if now is None else now
     due = await store.due_times()
+    subs = await SubscriptionStore(store).all()
     rows = []
     for f in cfg.feeds:
         h = await store.feed_hash(f.name)
@@ -58,20 +63,36 @@ async def feed_statuses(cfg: Config, store: Store, now: float | None = None) -> 
                 entries_seen=await store.seen_count(f.name),
                 alerts=int(h.get("alerts") or 0),
                 url=state.poll_url(f.url),
+                push=push_summary(subs.get(f.name)),
             )
         )
     return sorted(rows, key=lambda r: (_ORDER[r.state], -r.errors, r.feed))
 
 
+def push_summary(sub: SubscriptionState | None) -> str | None:
+    """``active until <UTC time>``, or the subscription's state and reason."""
+    if sub is None:
+        return None
+    if sub.state == "active" and sub.expires_at is not None:
+        until = datetime.fromtimestamp(sub.expires_at, UTC).strftime("%Y-%m-%d %H:%M")
+        return f"active until {until}"
+    return f"{sub.state} ({sub.reason})" if sub.reason else sub.state
+
+
 def render(rows: list[FeedStatus]) -> str:
-    head = ("FEED", "STATE", "LAST POLL", "HTTP", "NEXT", "ERRORS", "SEEN", "ALERTS")
+    head: tuple[str, ...] = ("FEED", "STATE", "LAST POLL", "HTTP", "NEXT", "ERRORS", "SEEN",
+                             "ALERTS")  # fmt: skip
+    pushed = any(r.push for r in rows)
+    if pushed:
+        head += ("PUSH",)
     table = [head]
     for r in rows:
         nxt = "-" if r.next_due_in_s is None else _ago(r.next_due_in_s)
         err = f"{r.errors} {r.error_kind}" if r.errors else "0"
         last = (r.last_poll or "-")[:19].replace("T", " ")
-        table.append((r.feed, r.state, last, r.last_status or "-", nxt, err,
-                      str(r.entries_seen), str(r.alerts)))  # fmt: skip
+        row: tuple[str, ...] = (r.feed, r.state, last, r.last_status or "-", nxt, err,
+                                str(r.entries_seen), str(r.alerts))  # fmt: skip
+        table.append((*row, r.push or "-") if pushed else row)
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table

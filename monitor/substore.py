@@ -1,0 +1,62 @@
+"""Redis state of WebSub subscriptions: one hash per feed and a set naming
+them, so the state (and each subscription's secret) survives restarts and
+is shared by every daemon on the same Redis.
+
+Its own small wrapper over the Store's client: redis-py errors become
+``RedisUnavailable`` here, as in ``store``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from monitor import keys
+from monitor.errors import RedisUnavailable
+from monitor.store import Store
+from monitor.subscriptions import SubscriptionState
+
+
+class SubscriptionStore:
+    def __init__(self, store: Store) -> None:
+        self.client = store.client
+        self.where = store.where
+
+    async def _call(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except (RedisError, OSError) as exc:
+            raise RedisUnavailable(self.where, f"{type(exc).__name__}: {exc}") from exc
+
+    async def get(self, feed: str) -> SubscriptionState | None:
+        raw: dict[str, str] = await self._call(self.client.hgetall(keys.websub(feed)))
+        return SubscriptionState.from_hash(raw)
+
+    async def all(self) -> dict[str, SubscriptionState]:
+        names = sorted(await self._call(self.client.smembers(keys.WEBSUB_FEEDS)))
+        if not names:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.hgetall(keys.websub(name))
+        rows: list[dict[str, str]] = await self._call(pipe.execute())
+        found = {}
+        for name, raw in zip(names, rows, strict=True):
+            sub = SubscriptionState.from_hash(raw)
+            if sub is not None:
+                found[name] = sub
+        return found
+
+    async def put(self, sub: SubscriptionState) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(keys.websub(sub.feed))
+        pipe.hset(keys.websub(sub.feed), mapping=sub.to_hash())  # type: ignore[arg-type]
+        pipe.sadd(keys.WEBSUB_FEEDS, sub.feed)
+        await self._call(pipe.execute())
+
+    async def delete(self, feed: str) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(keys.websub(feed))
+        pipe.srem(keys.WEBSUB_FEEDS, feed)
+        await self._call(pipe.execute())
