@@ -127,6 +127,26 @@ class PollingSettings(_Model):
     adapt_weight: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 
+class ClusterSettings(_Model):
+    """Several daemons on one Redis: poll leases, the entry stream, heartbeats."""
+
+    # A poll holds its feed's lease this long and is cancelled after it; a
+    # dead daemon's feeds are polled by another once it runs out. null:
+    # max(300, 4 × http.timeout_s + 2 × extraction.timeout_s).
+    lease_s: Annotated[float, Field(gt=0, le=86400)] | None = None
+    # An entry left this long unacknowledged by a worker is taken over by
+    # another (XAUTOCLAIM); longer than any one entry's fetch and extraction.
+    claim_idle_s: Annotated[float, Field(ge=1, le=86400)] = 300.0
+    # Entries a worker works on at once, per extraction process: the bounded
+    # queue in front of the extraction pool.
+    inflight_per_process: Annotated[int, Field(ge=1, le=64)] = 4
+    # Pollers hand out no feeds while more entries than this wait in the
+    # stream (back-pressure when extraction falls behind).
+    max_queued_entries: Annotated[int, Field(ge=10)] = 2000
+    # Seconds between a daemon's heartbeats; it counts as gone after 3 missed.
+    heartbeat_s: Annotated[float, Field(ge=0.2, le=300)] = 5.0
+
+
 class MetricsSettings(_Model):
     # host:port for /metrics (Prometheus) and /healthz; null turns them off.
     listen: str | None = None
@@ -150,6 +170,7 @@ class Config(_Model):
     extraction: ExtractionSettings = ExtractionSettings()
     metrics: MetricsSettings = MetricsSettings()
     polling: PollingSettings = PollingSettings()
+    cluster: ClusterSettings = ClusterSettings()
     # On SIGTERM, in-flight polls get this long to finish before cancellation.
     shutdown_deadline_s: Annotated[float, Field(gt=0, le=3600)] = 20.0
     rules: tuple[str, ...] = ("rules/*.yaml",)

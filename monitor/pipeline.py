@@ -46,6 +46,7 @@ from monitor.rules import RuleSet
 from monitor.schedule import FeedHints, entry_interval_s
 from monitor.store import FINGERPRINT, FeedState, Store
 from monitor.workers import TaskTimeout, WorkerPool
+from monitor.workitem import WorkItem
 
 log = logging.getLogger("monitor.pipeline")
 
@@ -107,6 +108,9 @@ class Pipeline:
         self.hosts = hosts
         self.limits = HttpLimits.from_settings(cfg.http)
         self._page_slots = asyncio.Semaphore(cfg.http.concurrency)
+        # True in the daemon: new entries go to the entry stream for the
+        # workers (monitor/entryworker.py) instead of being processed here.
+        self.queue_entries = False
 
     async def poll(self, feed: Feed) -> PollOutcome:
         try:
@@ -235,7 +239,7 @@ class Pipeline:
             # Forget the validators, or a 304 would hide the backlog until
             # the feed changes.
             caching = {"etag": "", "last_modified": ""}
-        alerts = await self._process_in_order(feed, fresh)
+        alerts = await self._hand_on(feed, fresh, now)
         alerts += await self._updates(feed, [e for e in entries if e.identity not in unseen_ids])
         newest = max([*dated, state.newest or 0.0])
         hints = FeedHints.from_parsed(parsed)
@@ -250,6 +254,22 @@ class Pipeline:
                            new_entries=len(fresh), alerts=alerts, headers=result.headers,
                            feed_info=parsed, gap=gap, hints=hints,
                            entry_interval_s=rate)  # fmt: skip
+
+    async def _hand_on(self, feed: Feed, fresh: list[Entry], now: datetime) -> int:
+        """Queue new entries for the workers (marked seen in the same atomic step),
+        or process them here: in ``once``, and while Redis cannot take them."""
+        if self.queue_entries and fresh:
+            items = [(seen_keys(e), WorkItem(feed, e).to_fields()) for e in fresh]
+            try:
+                await self.store.enqueue(feed.name, items, now)
+                return 0  # the workers alert
+            except RedisUnavailable:
+                self.metrics.redis_errors.inc()  # alerts spool as before
+        return await self._process_in_order(feed, fresh)
+
+    async def process_entry(self, feed: Feed, entry: Entry) -> int:
+        """One queued entry, start to end (a worker's unit of work)."""
+        return await self._deliver(feed, entry, await self.build_article(feed, entry))
 
     async def _process_in_order(self, feed: Feed, entries: list[Entry]) -> int:
         """Fetch and extract pages concurrently, but deliver in feed order."""
