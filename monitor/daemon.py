@@ -28,11 +28,11 @@ from monitor.entries import Feed
 from monitor.entryworker import EntryWorker
 from monitor.errors import ConfigError, Problem, RedisUnavailable
 from monitor.fetch import HttpLimits, host_of, make_session
+from monitor.hostlimits import SharedHostLimiter
 from monitor.logs import event
 from monitor.metrics import Metrics, metrics_app
 from monitor.outbox import Outbox
 from monitor.pipeline import Pipeline, PollOutcome, RulesHolder
-from monitor.politeness import HostLimiter
 from monitor.rules import RuleSet, load_rules
 from monitor.rulewatch import changes
 from monitor.schedule import PollFacts, PollPolicy, next_poll
@@ -79,6 +79,12 @@ def _status_of(kind: str | None) -> int | None:
     return None
 
 
+def daemon_id(cfg: Config) -> str:
+    """Stable across restarts of one daemon (host and state directory), so a
+    restart frees its leases and re-reads the entries it left pending."""
+    return f"{socket.gethostname()}:{cfg.state_dir.resolve()}"
+
+
 def worker_count(cfg: Config) -> int:
     return cfg.extraction.workers or max(1, os.cpu_count() or 1)
 
@@ -117,7 +123,11 @@ async def open_app(
         holder = RulesHolder(ruleset)
         m = metrics or Metrics()
         deliverer = Deliverer(store, outbox, m)
-        hosts = HostLimiter(cfg.http.per_host_concurrency, cfg.http.per_host_spacing_s)
+        # Per-host limits count every daemon on this Redis (a request's lease
+        # outlives its time limit; a dead daemon's lapse after that).
+        http = cfg.http
+        hosts = SharedHostLimiter(http.per_host_concurrency, http.per_host_spacing_s, store,
+                                  daemon_id(cfg), hold_s=http.timeout_s + 10)  # fmt: skip
         pipeline = Pipeline(cfg, store, session, pool, holder, clock, m, deliverer, hosts)
         yield App(cfg, store, pipeline, holder, m, deliverer)
     finally:
@@ -177,9 +187,7 @@ class Daemon:
         self.workers: list[asyncio.Task[None]] = []
         self.rng = random.Random()
         self._status_at = 0.0
-        # Stable across restarts of this daemon, so a restart frees its leases
-        # and re-reads the entries it left pending. Also its id in Redis.
-        self.owner = f"{socket.gethostname()}:{cfg.state_dir.resolve()}"
+        self.owner = daemon_id(cfg)
         self.started = utcnow()
         self.polls_done = 0
         self.entry_worker: EntryWorker | None = None

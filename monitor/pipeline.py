@@ -337,7 +337,7 @@ class Pipeline:
     async def _deliver(self, feed: Feed, entry: Entry, article: Article) -> int:
         alerts = 0
         ids: dict[str, str] = {}
-        for alert in self.match(article, feed):
+        for alert in await self.match_off_loop(article, feed):
             ids[alert.rule] = alert.alert_id
             alerts += await self._send(feed, alert)
         if ids:
@@ -350,6 +350,11 @@ class Pipeline:
         await self.deliverer.mark_seen(feed.name, seen_keys(entry), self.clock())
         self.metrics.entries.inc()
         return alerts
+
+    async def match_off_loop(self, article: Article, feed: Feed) -> list[Alert]:
+        """``match`` in a thread: about 0.3 ms per KB of text, so a long page
+        would hold the event loop for tens of milliseconds (bench/pipeline.py)."""
+        return await asyncio.to_thread(self.match, article, feed)
 
     def match(self, article: Article, feed: Feed) -> list[Alert]:
         story = story_of(article)
