@@ -58,7 +58,7 @@ def write_config(tmp_path: Path, name: str, redis_url: str, base: str) -> Path:
     cfg = tmp_path / f"{name}.yaml"
     cfg.write_text(
         f"state_dir: {name}\nrules: ['{ROOT}/config/rules/*.yaml']\nredis: {{url: '{redis_url}'}}\n"
-        "http: {allow_private_addresses: true, per_host_spacing_s: 0, per_host_concurrency: 16,"
+        "http: {allow_private_addresses: true, per_host_spacing_s: 0, per_host_concurrency: 64,"
         " timeout_s: 10, concurrency: 8}\n"
         "extraction: {workers: 1}\n"
         f"cluster: {{lease_s: {LEASE_S}, claim_idle_s: {CLAIM_IDLE_S}, heartbeat_s: 0.5}}\n"
