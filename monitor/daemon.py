@@ -570,7 +570,12 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             await self._drain()
             if self.entry_task is not None:
-                await self.entry_task  # drains its entries in progress itself
+                # It drains its entries in progress itself; a crash of it is
+                # a bug, reported here rather than cutting the shutdown short.
+                (crash,) = await asyncio.gather(self.entry_task, return_exceptions=True)
+                if isinstance(crash, Exception):
+                    event(log, logging.ERROR, "entries.crashed",
+                          error=f"{type(crash).__name__}: {crash}")  # fmt: skip
             with contextlib.suppress(RedisUnavailable):
                 await self.app.store.unregister(self.owner)
             for t in list(background):

@@ -1,10 +1,15 @@
 """One poll of one feed: fetch, parse, find new entries, build articles,
 match, deliver alerts, remember what was processed.
 
-An entry is marked seen only after its alerts are delivered, and delivery is
-idempotent, so a crash anywhere in between at worst repeats work, never an
-alert. Expected per-feed failures become that feed's outcome; anything else
-is a bug and propagates.
+In the daemon, new entries are queued on the entry stream for the workers
+(``_hand_on``; monitor/entryworker.py), which run ``process_entry``; in
+``once`` and while Redis is away they are processed in place.
+
+An entry is marked seen only after its alerts are delivered (a queued one is
+acknowledged only after that), and delivery is idempotent, so a crash
+anywhere in between at worst repeats work, never an alert. Expected
+per-feed failures become that feed's outcome; anything else is a bug and
+propagates.
 """
 
 from __future__ import annotations
@@ -352,8 +357,8 @@ class Pipeline:
         return alerts
 
     async def match_off_loop(self, article: Article, feed: Feed) -> list[Alert]:
-        """``match`` in a thread: about 0.3 ms per KB of text, so a long page
-        would hold the event loop for tens of milliseconds (bench/pipeline.py)."""
+        """``match`` in a thread: about 0.3 ms per KB of text, so a long page would
+        hold the event loop for a noticeable time (tests/test_loop_blocking.py)."""
         return await asyncio.to_thread(self.match, article, feed)
 
     def match(self, article: Article, feed: Feed) -> list[Alert]:
