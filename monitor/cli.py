@@ -328,7 +328,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
-    from monitor.store import connect
+    from monitor.store import connect, disconnect
     from monitor.subscribe import consume_group, start_id, subscribe
 
     cfg = _config(args)
@@ -363,7 +363,7 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
                 limit=args.count,
             )
         finally:
-            await client.aclose()
+            await disconnect(client)
 
     try:
         asyncio.run(go())

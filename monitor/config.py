@@ -10,8 +10,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -24,6 +26,38 @@ DEFAULT_CONFIG_PATHS = (Path("config/monitor.yaml"), Path("/etc/feed-monitor/mon
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _URL_SCHEMES = ("http://", "https://", "file:")
+SENTINEL_SCHEME = "redis+sentinel://"
+
+
+@dataclass(frozen=True)
+class SentinelUrl:
+    """A Redis master found through Sentinel (redis-py has no URL form for it)."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None  # the master's; the sentinels take none
+
+
+def parse_sentinel_url(url: str) -> SentinelUrl:
+    """``redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]``"""
+    if not url.startswith(SENTINEL_SCHEME):
+        raise ValueError(f"expected {SENTINEL_SCHEME}...")
+    netloc, _, path = url.removeprefix(SENTINEL_SCHEME).partition("/")
+    userinfo, _, hosts = netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    sentinels = []
+    for node in hosts.split(","):
+        host, _, port = node.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"sentinel {node!r} is not host:port, e.g. 10.0.0.5:26379")
+        sentinels.append((host.strip("[]"), int(port)))
+    service, _, db = path.strip("/").partition("/")
+    if not service or (db and not db.isdigit()):
+        raise ValueError("expected /service-name[/db] after the sentinels, e.g. /mymaster/0")
+    return SentinelUrl(tuple(sentinels), unquote(service), int(db or 0),
+                       unquote(username) or None, unquote(password) or None)  # fmt: skip
 
 
 class _Model(BaseModel):
@@ -70,8 +104,13 @@ class RedisSettings(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("expected a redis://, rediss:// or unix:// URL, or null for embedded")
+        if v is not None and v.startswith(SENTINEL_SCHEME):
+            parse_sentinel_url(v)  # its ValueError says what is wrong
+        elif v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "expected a redis://, rediss://, unix:// or redis+sentinel:// URL, "
+                "or null for embedded"
+            )
         return v
 
 

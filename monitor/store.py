@@ -11,10 +11,12 @@ from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError
 
 from monitor import keys
 from monitor.alerts import Alert
+from monitor.config import SENTINEL_SCHEME, parse_sentinel_url
 from monitor.errors import RedisUnavailable
 
 # One atomic step: skip an alert_id already delivered, else append it to the
@@ -157,7 +159,20 @@ class Delivery:
 def connect(url: str, max_connections: int = 64) -> aioredis.Redis:
     """A client whose pool makes callers wait for a connection when all are busy
     (redis-py's default pool fails the extra caller instead, which would look
-    like an outage under load)."""
+    like an outage under load). ``redis+sentinel://`` asks the sentinels for
+    the master, and again after a failover."""
+    if url.startswith(SENTINEL_SCHEME):
+        spec = parse_sentinel_url(url)
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(spec.sentinels), socket_timeout=10, socket_connect_timeout=5
+        )
+        # redis-py's Sentinel pool cannot make callers wait: room to spare.
+        client: aioredis.Redis = sentinel.master_for(
+            spec.service, db=spec.db, username=spec.username, password=spec.password,
+            decode_responses=True, socket_timeout=10, socket_connect_timeout=5,
+            max_connections=4 * max_connections,
+        )  # fmt: skip
+        return client
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -167,6 +182,14 @@ def connect(url: str, max_connections: int = 64) -> aioredis.Redis:
         socket_connect_timeout=5,
     )
     return aioredis.Redis.from_pool(pool)  # the client owns (and closes) its pool
+
+
+async def disconnect(client: aioredis.Redis) -> None:
+    """Close a client from ``connect``, and its connections to the sentinels."""
+    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    await client.aclose()
+    for node in getattr(manager, "sentinels", ()):
+        await node.aclose()
 
 
 class Store:
@@ -200,7 +223,7 @@ class Store:
         await self._call(self.client.ping())
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await disconnect(self.client)
 
     async def feed_hash(self, feed: str) -> dict[str, str]:
         h: dict[str, str] = await self._call(self.client.hgetall(keys.feed_state(feed)))
