@@ -63,6 +63,7 @@ class EntryWorker:
         """Work until ``stop``; then give entries in progress ``drain_s`` to finish
         (the rest stay pending and are taken over or re-read after a restart)."""
         backoff = 0.5
+        group_ready = False
         try:
             while not stop.is_set():
                 self._reap()
@@ -70,10 +71,14 @@ class EntryWorker:
                     await self._wait_some(stop)
                     continue
                 try:
+                    if not group_ready:  # also after the stream was deleted
+                        await self.store.ensure_entry_group()
+                        group_ready = True
                     for entry_id, fields in await self._next_batch():
                         self._start(entry_id, fields)
                     backoff = 0.5
                 except RedisUnavailable as exc:
+                    group_ready = group_ready and "NOGROUP" not in exc.detail
                     self.pipeline.metrics.redis_errors.inc()
                     event(log, logging.WARNING, "entries.unavailable", detail=exc.detail,
                           retry_s=backoff)  # fmt: skip
