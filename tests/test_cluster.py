@@ -61,7 +61,7 @@ def write_config(tmp_path: Path, name: str, redis_url: str, base: str) -> Path:
         "http: {allow_private_addresses: true, per_host_spacing_s: 0, per_host_concurrency: 64,"
         " timeout_s: 10, concurrency: 8}\n"
         "extraction: {workers: 1}\n"
-        f"cluster: {{lease_s: {LEASE_S}, claim_idle_s: {CLAIM_IDLE_S}, heartbeat_s: 0.5}}\n"
+        f"cluster: {{lease_s: {LEASE_S}, claim_idle_s: {CLAIM_IDLE_S}, heartbeat_s: 1}}\n"
         f"feeds:\n{feeds}"
     )
     return cfg
@@ -106,16 +106,17 @@ async def test_three_daemons_share_polls_and_entries_and_survive_a_sigkill(
         ids = await alert_ids()
         assert len(ids) == len(set(ids)) == expected
 
-        async def daemons_report_work() -> bool:
-            rows = await _status_daemons(configs["a"])
-            done = sum(int(str(r["entries"])) for r in rows)
-            return len(rows) == 3 and done == FEEDS
+        rows: list[dict[str, object]] = []
 
-        await until("status shows 3 daemons and all entries", daemons_report_work, 20)
-        rows = await _status_daemons(configs["a"])
+        async def daemons_report_work() -> bool:
+            rows[:] = await _status_daemons(configs["a"])
+            done = sum(int(str(r["entries"])) for r in rows)
+            polls = sum(int(str(r["polls"])) for r in rows)
+            return len(rows) == 3 and done == FEEDS and polls == FEEDS
+
+        await until("status shows 3 daemons, all polls and entries", daemons_report_work, 20)
         assert sorted(str(r["role"]) for r in rows) == ["all", "poller", "worker"]
         assert {r["pid"] for r in rows} == {p.pid for p in procs.values()}
-        assert sum(int(str(r["polls"])) for r in rows) == FEEDS
         assert next(r for r in rows if r["role"] == "poller")["entries"] == 0
 
         # Round 2: new stories behind slow feeds and pages, every feed due
