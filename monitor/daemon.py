@@ -116,6 +116,8 @@ async def open_app(
         seen_per_feed=cfg.redis.seen_per_feed,
     )
     pool = WorkerPool(worker_count(cfg), cfg.extraction.max_tasks_per_worker)
+    parsers = cfg.extraction.parse_workers
+    parse_pool = WorkerPool(parsers, cfg.extraction.max_tasks_per_worker) if parsers else None
     limits = HttpLimits.from_settings(cfg.http)
     session = make_session(limits, cfg.http.concurrency)
     outbox = await asyncio.to_thread(Outbox, cfg.state_dir / "spool.db")
@@ -128,11 +130,14 @@ async def open_app(
         http = cfg.http
         hosts = SharedHostLimiter(http.per_host_concurrency, http.per_host_spacing_s, store,
                                   daemon_id(cfg), hold_s=http.timeout_s + 10)  # fmt: skip
-        pipeline = Pipeline(cfg, store, session, pool, holder, clock, m, deliverer, hosts)
+        pipeline = Pipeline(cfg, store, session, pool, holder, clock, m, deliverer, hosts,
+                            parse_pool)  # fmt: skip
         yield App(cfg, store, pipeline, holder, m, deliverer)
     finally:
         await session.close()
         await asyncio.to_thread(pool.close)
+        if parse_pool is not None:
+            await asyncio.to_thread(parse_pool.close)
         await store.close()
         await asyncio.to_thread(outbox.close)
 

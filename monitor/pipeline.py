@@ -101,11 +101,13 @@ class Pipeline:
         metrics: Metrics,
         deliverer: Deliverer,
         hosts: HostLimiter,
+        parse_pool: WorkerPool | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
         self.session = session
-        self.pool = pool
+        self.pool = pool  # extraction
+        self.parse_pool = parse_pool or pool  # feed parsing: polls wait behind no page
         self.rules = rules
         self.clock = clock
         self.metrics = metrics
@@ -213,7 +215,7 @@ class Pipeline:
             hints, rate = _load_hints(state.hints)
             return PollOutcome(feed.name, "not_modified", http_status=304, headers=result.headers,
                                hints=hints, entry_interval_s=rate)  # fmt: skip
-        parsed: ParsedFeed = await self.pool.run(
+        parsed: ParsedFeed = await self.parse_pool.run(
             parse_feed, result.body, result.url, feed.name, result.content_type,
             timeout_s=PARSE_TIMEOUT_S,
         )  # fmt: skip

@@ -6,10 +6,13 @@ scheduler), a real Redis and a real HTTP server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from pathlib import Path
 
 from monitor import keys
 from monitor.daemon import Daemon, open_app
+from monitor.entries import Feed
 from monitor.rules import load_rules
 from monitor.workitem import WorkItem
 from tests.conftest import UNTHROTTLED, make_config
@@ -70,3 +73,35 @@ async def test_polling_pauses_while_the_entry_stream_is_full(
             daemon.stopping.set()
             await asyncio.wait_for(run, timeout=30)
     assert all(news.hits.get(f"/f/{i}.xml") == 1 for i in range(FEEDS))
+
+
+async def test_a_poll_never_waits_behind_extraction(
+    tmp_path: Path, redis_url: str, site: tuple[NewsSite, str]
+) -> None:
+    news, base = site
+    items = [{"title": f"S{k}", "link": f"{base}/a/{k}.html", "guid": f"g{k}"} for k in range(5)]
+    news.put_feed("/feed.xml", rss(items))
+    cfg = make_config(tmp_path, [{"name": "news", "url": f"{base}/feed.xml"}],
+                      redis={"url": redis_url})  # fmt: skip
+    async with open_app(cfg, redis_url, load_rules(cfg.rule_files())) as app:
+        await app.store.ensure_entry_group()
+        app.pipeline.queue_entries = True
+        # The one extraction process is busy for a long time (a stand-in for
+        # a queue of slow pages)...
+        busy = asyncio.ensure_future(app.pipeline.pool.run(time.sleep, 30.0, timeout_s=60))
+        try:
+            await asyncio.sleep(0.5)  # it has started (or is about to)
+            started = time.monotonic()
+            outcome = await asyncio.wait_for(
+                app.pipeline.poll(Feed("news", f"{base}/feed.xml", 60)), timeout=25
+            )
+            took = time.monotonic() - started
+        finally:
+            busy.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await busy
+        # ...and the poll went on: parsed in its own process, entries queued.
+        assert outcome.status == "ok"
+        assert outcome.new_entries == 5
+        assert await app.store.queued_entries() == 5
+        assert took < 20
