@@ -9,7 +9,9 @@ stories while faults are injected:
 - hostile: the same feed list also holds hostile feeds (gzip bomb, endless
   body, entity expansion, trickling server, redirect loop, HTML, empty).
 
-Prints, per scenario: alerts expected, delivered, lost, duplicated, whether
+Prints, per scenario: stories expected, delivered (a stream entry for the
+story: its alert, or an ``also_seen`` update when dedupe folds the identical
+texts into the first story's alert), lost, duplicated, whether
 the daemon survived (the crash scenario restarts it by design), and the peak
 RSS of the daemon's process tree. Baseline row: the same stories with no
 fault, measured in the same run.
@@ -24,8 +26,10 @@ import asyncio
 import contextlib
 import gzip
 import html
+import json
 import random
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -145,17 +149,20 @@ def tree_rss_kb(pid: int) -> int:
 
 
 class Daemon:
-    def __init__(self, cfg: Path) -> None:
+    def __init__(self, cfg: Path, log: Path | None = None) -> None:
         self.cfg = cfg
+        self.log = log  # the daemon's log at INFO (appended across restarts), or none
         self.proc: asyncio.subprocess.Process | None = None
         self.peak_kb = 0
         self.unexpected_exits = 0
 
     async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            EXE, "run", "--config", str(self.cfg), "--log-level", "warning",
-            stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
+        level = "info" if self.log else "warning"
+        with contextlib.ExitStack() as stack:
+            err = stack.enter_context(self.log.open("ab")) if self.log else subprocess.DEVNULL
+            self.proc = await asyncio.create_subprocess_exec(
+                EXE, "run", "--config", str(self.cfg), "--log-level", level, stderr=err,
+            )  # fmt: skip
 
     def sample(self) -> None:
         if self.proc and self.proc.returncode is None:
@@ -179,8 +186,11 @@ class Daemon:
         return alive and self.proc.returncode == 0
 
 
-async def alert_ids(url: str) -> list[str]:
-    return [f["alert_id"] for f in await stream_entries(url)]
+async def story_ids(url: str) -> list[str]:
+    """The story (entry) behind each stream entry. All stories here carry the
+    same text, so with dedupe on (as shipped) the first is an alert and the
+    rest arrive as its ``also_seen`` updates: either way, one entry per story."""
+    return [json.loads(f["alert"])["entry_id"] for f in await stream_entries(url)]
 
 
 class Row(NamedTuple):
@@ -193,7 +203,9 @@ class Row(NamedTuple):
     peak_rss_mb: int
 
 
-async def scenario(name: str, stories: int, faults: int, workdir: Path) -> Row:
+async def scenario(
+    name: str, stories: int, faults: int, workdir: Path, log_dir: Path | None
+) -> Row:
     work = workdir / name
     work.mkdir(parents=True)
     redis = RedisServer(work / "redis", persist=True)
@@ -213,7 +225,7 @@ async def scenario(name: str, stories: int, faults: int, workdir: Path) -> Row:
         " per_host_spacing_s: 0, per_host_concurrency: 16}\n"
         "extraction: {workers: 2}\nfeeds:\n" + "\n".join(feeds) + "\n"
     )
-    daemon = Daemon(cfg)
+    daemon = Daemon(cfg, log_dir / f"{name}.log" if log_dir else None)
     await daemon.start()
     rng = random.Random(name)
     deadline = time.monotonic() + 60 + stories / 5
@@ -236,12 +248,12 @@ async def scenario(name: str, stories: int, faults: int, workdir: Path) -> Row:
                     await daemon.kill()
                     await daemon.start()
             await asyncio.sleep(0.5)
-        while time.monotonic() < deadline and len(set(await alert_ids(redis.url))) < stories:
+        while time.monotonic() < deadline and len(set(await story_ids(redis.url))) < stories:
             daemon.sample()
             await asyncio.sleep(0.5)
         await asyncio.sleep(3)  # a few more polls: nothing may arrive twice
         daemon.sample()
-        ids = await alert_ids(redis.url)
+        ids = await story_ids(redis.url)
         survived = await daemon.stop() and daemon.unexpected_exits == 0
     finally:
         if daemon.proc and daemon.proc.returncode is None:
@@ -249,6 +261,10 @@ async def scenario(name: str, stories: int, faults: int, workdir: Path) -> Row:
         await site.stop()
         redis.stop()
     unique = len(set(ids))
+    if unique < stories:
+        seen = set(ids)
+        missing = [i for i in range(stories) if not any(x.endswith(f"s-{i}") for x in seen)]
+        print(f"{name}: no stream entry for stories {missing}", file=sys.stderr)
     return Row(name, stories, unique, stories - unique, len(ids) - unique, survived,
                daemon.peak_kb // 1024)  # fmt: skip
 
@@ -257,12 +273,18 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--stories", type=int, default=200)
     ap.add_argument("--faults", type=int, default=3)
+    ap.add_argument("--only", help="run only the scenarios whose name starts with this")
+    ap.add_argument("--log-dir", type=Path, help="keep each daemon's INFO log here")
     args = ap.parse_args()
+    if args.log_dir:
+        args.log_dir.mkdir(parents=True, exist_ok=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("no-fault (baseline)", "redis-outage", "daemon-crash", "hostile"):
             safe = name.split()[0]
-            row = await scenario(safe, args.stories, args.faults, Path(tmp))
+            if args.only and not name.startswith(args.only):
+                continue
+            row = await scenario(safe, args.stories, args.faults, Path(tmp), args.log_dir)
             rows.append(row._replace(scenario=name))
     print(f"{'scenario':<20} {'expected':>8} {'delivered':>9} {'lost':>5} {'dup':>4} "
           f"{'survived':>8} {'peak RSS MB':>11}")  # fmt: skip

@@ -86,12 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
         )
         return c
 
-    command(
+    c = command(
         "run",
         "run the daemon: poll feeds on their intervals until SIGTERM",
         "Run the daemon. Polls each feed every interval_s, logs one line per poll and per "
         "alert. SIGHUP reloads the rule files (a broken edit is logged, old rules keep "
-        "running); SIGTERM or Ctrl-C stops after in-flight polls finish.",
+        "running); SIGTERM or Ctrl-C stops after in-flight polls finish. Any number of "
+        "daemons may share one Redis: due feeds and new entries spread over them.",
+    )
+    c.add_argument(
+        "--role",
+        default="all",
+        choices=["all", "poller", "worker"],
+        help="poller: poll feeds and queue new entries; worker: process queued entries "
+        "(fetch, extract, match, alert); all (default): both",
     )
     command(
         "once",
@@ -165,9 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
         "status",
         "show every feed's health, worst first",
         "A table of feeds: state (ok, failing, retired, new), last poll, HTTP status, "
-        "next poll, consecutive errors and their kind, entries seen, alerts.",
+        "next poll, consecutive errors and their kind, entries seen, alerts; then every "
+        "live daemon on this Redis.",
     )
     c.add_argument("--json", action="store_true", help="one JSON object per feed, for scripts")
+    c.add_argument(
+        "--daemons",
+        action="store_true",
+        help="only the live daemons: role, host, pid, last heartbeat, work done",
+    )
     feeds = sub.add_parser(
         "feeds",
         help="import, export or add feeds (OPML, discovery)",
@@ -262,7 +276,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     async def go(url: str) -> None:
         async with open_app(cfg, url, ruleset) as app:
-            await Daemon(app).run()
+            await Daemon(app, role=args.role).run()
 
     with _redis(cfg, own=True) as url, _pidfile(cfg):
         asyncio.run(go(url))
@@ -314,7 +328,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
-    from monitor.store import connect
+    from monitor.store import connect, disconnect
     from monitor.subscribe import consume_group, start_id, subscribe
 
     cfg = _config(args)
@@ -349,7 +363,7 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
                 limit=args.count,
             )
         finally:
-            await client.aclose()
+            await disconnect(client)
 
     try:
         asyncio.run(go())
@@ -395,7 +409,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from monitor.outbox import Outbox
-    from monitor.status import feed_statuses, render
+    from monitor.status import daemon_statuses, feed_statuses, render, render_daemons
     from monitor.store import Store, connect
 
     cfg = _config(args)
@@ -405,10 +419,17 @@ def cmd_status(args: argparse.Namespace) -> int:
                       delivered_ttl_s=cfg.redis.delivered_ttl_s,
                       seen_per_feed=cfg.redis.seen_per_feed)  # fmt: skip
         try:
+            daemons = await daemon_statuses(store)
+            if args.daemons:
+                if args.json:
+                    return [d.as_dict() for d in daemons]
+                return render_daemons(daemons)
             rows = await feed_statuses(cfg, store)
         finally:
             await store.close()
-        return [r.as_dict() for r in rows] if args.json else render(rows)
+        if args.json:
+            return [r.as_dict() for r in rows]
+        return render(rows) + "\n\n" + render_daemons(daemons)
 
     with _redis(cfg, own=False) as url:
         result = asyncio.run(go(url))

@@ -10,8 +10,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -24,6 +26,38 @@ DEFAULT_CONFIG_PATHS = (Path("config/monitor.yaml"), Path("/etc/feed-monitor/mon
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _URL_SCHEMES = ("http://", "https://", "file:")
+SENTINEL_SCHEME = "redis+sentinel://"
+
+
+@dataclass(frozen=True)
+class SentinelUrl:
+    """A Redis master found through Sentinel (redis-py has no URL form for it)."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None  # the master's; the sentinels take none
+
+
+def parse_sentinel_url(url: str) -> SentinelUrl:
+    """``redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]``"""
+    if not url.startswith(SENTINEL_SCHEME):
+        raise ValueError(f"expected {SENTINEL_SCHEME}...")
+    netloc, _, path = url.removeprefix(SENTINEL_SCHEME).partition("/")
+    userinfo, _, hosts = netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    sentinels = []
+    for node in hosts.split(","):
+        host, _, port = node.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"sentinel {node!r} is not host:port, e.g. 10.0.0.5:26379")
+        sentinels.append((host.strip("[]"), int(port)))
+    service, _, db = path.strip("/").partition("/")
+    if not service or (db and not db.isdigit()):
+        raise ValueError("expected /service-name[/db] after the sentinels, e.g. /mymaster/0")
+    return SentinelUrl(tuple(sentinels), unquote(service), int(db or 0),
+                       unquote(username) or None, unquote(password) or None)  # fmt: skip
 
 
 class _Model(BaseModel):
@@ -70,8 +104,13 @@ class RedisSettings(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("expected a redis://, rediss:// or unix:// URL, or null for embedded")
+        if v is not None and v.startswith(SENTINEL_SCHEME):
+            parse_sentinel_url(v)  # its ValueError says what is wrong
+        elif v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                "expected a redis://, rediss://, unix:// or redis+sentinel:// URL, "
+                "or null for embedded"
+            )
         return v
 
 
@@ -107,6 +146,9 @@ class HttpSettings(_Model):
 class ExtractionSettings(_Model):
     # 0 means one worker per CPU core.
     workers: Annotated[int, Field(ge=0, le=64)] = 0
+    # Processes of their own for feed parsing, so polls never wait behind
+    # extractions; 0: parse in the extraction workers.
+    parse_workers: Annotated[int, Field(ge=0, le=16)] = 1
     timeout_s: Annotated[float, Field(gt=0)] = 30.0
     max_html_bytes: Annotated[int, Field(ge=1024)] = 3_000_000
     # Recycle a worker after this many pages: trafilatura leaks memory.
@@ -125,6 +167,26 @@ class PollingSettings(_Model):
     retry_after_cap_s: Annotated[float, Field(gt=0)] = 21600.0
     # 0: poll at the configured interval; 1: at the feed's observed entry rate.
     adapt_weight: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+
+class ClusterSettings(_Model):
+    """Several daemons on one Redis: poll leases, the entry stream, heartbeats."""
+
+    # A poll holds its feed's lease this long and is cancelled after it; a
+    # dead daemon's feeds are polled by another once it runs out. null:
+    # max(300, 4 × http.timeout_s + 2 × extraction.timeout_s).
+    lease_s: Annotated[float, Field(gt=0, le=86400)] | None = None
+    # An entry left this long unacknowledged by a worker is taken over by
+    # another (XAUTOCLAIM); longer than any one entry's fetch and extraction.
+    claim_idle_s: Annotated[float, Field(ge=1, le=86400)] = 300.0
+    # Entries a worker works on at once, per extraction process: the bounded
+    # queue in front of the extraction pool.
+    inflight_per_process: Annotated[int, Field(ge=1, le=64)] = 4
+    # Pollers hand out no feeds while more entries than this wait in the
+    # stream (back-pressure when extraction falls behind).
+    max_queued_entries: Annotated[int, Field(ge=10)] = 2000
+    # Seconds between a daemon's heartbeats; it counts as gone after 3 missed.
+    heartbeat_s: Annotated[float, Field(ge=0.2, le=300)] = 5.0
 
 
 class MetricsSettings(_Model):
@@ -212,6 +274,7 @@ class Config(_Model):
     polling: PollingSettings = PollingSettings()
     dedupe: DedupeSettings = DedupeSettings()
     websub: WebSubSettings = WebSubSettings()
+    cluster: ClusterSettings = ClusterSettings()
     # On SIGTERM, in-flight polls get this long to finish before cancellation.
     shutdown_deadline_s: Annotated[float, Field(gt=0, le=3600)] = 20.0
     rules: tuple[str, ...] = ("rules/*.yaml",)

@@ -25,13 +25,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 from monitor.config import Config, load_config
 from monitor.delivery import Deliverer
 from monitor.entries import Feed
+from monitor.entryworker import EntryWorker
 from monitor.errors import ConfigError, Problem, RedisUnavailable
 from monitor.fetch import HttpLimits, host_of, make_session
+from monitor.hostlimits import SharedHostLimiter
 from monitor.logs import event
 from monitor.metrics import Metrics, metrics_app
 from monitor.outbox import Outbox
 from monitor.pipeline import Pipeline, PollOutcome, RulesHolder
-from monitor.politeness import HostLimiter
 from monitor.rules import RuleSet, load_rules
 from monitor.rulewatch import changes
 from monitor.schedule import PollFacts, PollPolicy, next_poll
@@ -49,6 +50,7 @@ MIN_POLL_DEADLINE_S = 300.0
 LAG_CHECK_S = 30.0
 TICK_S = 1.0
 RETIRED_RECHECK_S = 3600.0
+ROLES = ("all", "poller", "worker")
 
 
 def utcnow() -> datetime:
@@ -77,6 +79,12 @@ def _status_of(kind: str | None) -> int | None:
     if kind and kind.startswith("http_") and kind[5:].isdigit():
         return int(kind[5:])
     return None
+
+
+def daemon_id(cfg: Config) -> str:
+    """Stable across restarts of one daemon (host and state directory), so a
+    restart frees its leases and re-reads the entries it left pending."""
+    return f"{socket.gethostname()}:{cfg.state_dir.resolve()}"
 
 
 def worker_count(cfg: Config) -> int:
@@ -110,6 +118,8 @@ async def open_app(
         seen_per_feed=cfg.redis.seen_per_feed,
     )
     pool = WorkerPool(worker_count(cfg), cfg.extraction.max_tasks_per_worker)
+    parsers = cfg.extraction.parse_workers
+    parse_pool = WorkerPool(parsers, cfg.extraction.max_tasks_per_worker) if parsers else None
     limits = HttpLimits.from_settings(cfg.http)
     session = make_session(limits, cfg.http.concurrency)
     outbox = await asyncio.to_thread(Outbox, cfg.state_dir / "spool.db")
@@ -117,12 +127,19 @@ async def open_app(
         holder = RulesHolder(ruleset)
         m = metrics or Metrics()
         deliverer = Deliverer(store, outbox, m)
-        hosts = HostLimiter(cfg.http.per_host_concurrency, cfg.http.per_host_spacing_s)
-        pipeline = Pipeline(cfg, store, session, pool, holder, clock, m, deliverer, hosts)
+        # Per-host limits count every daemon on this Redis (a request's lease
+        # outlives its time limit; a dead daemon's lapse after that).
+        http = cfg.http
+        hosts = SharedHostLimiter(http.per_host_concurrency, http.per_host_spacing_s, store,
+                                  daemon_id(cfg), hold_s=http.timeout_s + 10)  # fmt: skip
+        pipeline = Pipeline(cfg, store, session, pool, holder, clock, m, deliverer, hosts,
+                            parse_pool)  # fmt: skip
         yield App(cfg, store, pipeline, holder, m, deliverer)
     finally:
         await session.close()
         await asyncio.to_thread(pool.close)
+        if parse_pool is not None:
+            await asyncio.to_thread(parse_pool.close)
         await store.close()
         await asyncio.to_thread(outbox.close)
 
@@ -152,8 +169,11 @@ class Daemon:
     only while polls make progress; RELOADING around a reload; STOPPING.
     """
 
-    def __init__(self, app: App, notifier: Notifier | None = None) -> None:
+    def __init__(self, app: App, notifier: Notifier | None = None, role: str = "all") -> None:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         self.app = app
+        self.role = role
         self.notifier = notifier or Notifier()
         self.stopping = asyncio.Event()
         self.inflight: dict[asyncio.Task[PollOutcome], float] = {}  # task -> start
@@ -162,7 +182,9 @@ class Daemon:
         self.alerts_today = 0
         self._today = utcnow().date()
         cfg = app.cfg
-        self.poll_deadline_s = max(
+        # The lease on a feed: its poll is cancelled when it runs out, so no
+        # two daemons ever poll one feed at once.
+        self.poll_deadline_s = cfg.cluster.lease_s or max(
             MIN_POLL_DEADLINE_S, 4 * cfg.http.timeout_s + 2 * cfg.extraction.timeout_s
         )
         self.feeds: dict[str, Feed] = {}
@@ -172,8 +194,11 @@ class Daemon:
         self.workers: list[asyncio.Task[None]] = []
         self.rng = random.Random()
         self._status_at = 0.0
-        # Stable across restarts of this daemon, so a restart frees its leases.
-        self.owner = f"{socket.gethostname()}:{cfg.state_dir}"
+        self.owner = daemon_id(cfg)
+        self.started = utcnow()
+        self.polls_done = 0
+        self.entry_worker: EntryWorker | None = None
+        self.entry_task: asyncio.Task[None] | None = None
         self.websub: WebSub | None = None  # when websub.callback_url is set
 
     async def poll_job(self, feed: Feed) -> PollOutcome | None:
@@ -212,6 +237,7 @@ class Daemon:
         return outcome
 
     def _account(self, o: PollOutcome) -> None:
+        self.polls_done += 1
         m = self.app.metrics
         m.polls.labels(o.status).inc()
         if o.status in ("failed", "retired"):
@@ -219,10 +245,14 @@ class Daemon:
         else:
             m.last_success.set(time.time())
         self.outcomes[o.feed] = {"failed": "failing", "retired": "retired"}.get(o.status, "ok")
+        self.count_alerts(o.alerts)
+
+    def count_alerts(self, n: int) -> None:
+        """Alerts raised by a poll or a queued entry; refreshes systemd's STATUS."""
         today = utcnow().date()
         if today != self._today:
             self._today, self.alerts_today = today, 0
-        self.alerts_today += o.alerts
+        self.alerts_today += n
         # At most once a second: with thousands of feeds, a line per poll
         # would cost more than the polls.
         now = time.monotonic()
@@ -285,7 +315,8 @@ class Daemon:
         self.due_local = {n: t for n, t in self.due_local.items() if n in self.feeds}
 
     async def tick(self) -> None:
-        """Hand due feeds to the workers, while their hosts have room."""
+        """Lease due feeds and hand them to the poll workers, while their hosts
+        have room and the workers keep up with the entries already queued."""
         if self.stopping.is_set():
             return
         room = self.queue.maxsize - self.queue.qsize()
@@ -293,32 +324,43 @@ class Daemon:
             return
         now = time.time()
         try:
+            if await self.app.store.queued_entries() >= self.app.cfg.cluster.max_queued_entries:
+                event(log, logging.DEBUG, "schedule.backpressure",
+                      hint="extraction is behind; polls wait")  # fmt: skip
+                return
             names = await self.app.store.due(now, limit=room * 4)
-            busy = await self.app.store.leased(names, now)
+            remote = True
         except RedisUnavailable:
             due = sorted((t, n) for n, t in self.due_local.items() if t <= now)
-            names, busy = [n for _t, n in due[: room * 4]], set()
+            names, remote = [n for _t, n in due[: room * 4]], False
         hosts = self.app.pipeline.hosts
         per_host: dict[str, int] = {}
-        claimed: dict[str, float] = {}
+        chosen: list[Feed] = []
         for name in names:
             feed = self.feeds.get(name)
-            if feed is None or name in self.running or name in busy:
+            if feed is None or name in self.running:
                 continue
             host = host_of(feed.url)
             if not hosts.has_room(host) or per_host.get(host, 0) >= hosts.per_host:
                 continue  # this host is busy: its feeds wait, others go on
             per_host[host] = per_host.get(host, 0) + 1
-            claimed[name] = now + self.poll_deadline_s
-            self.running.add(name)
-            self.queue.put_nowait(feed)
-            if len(claimed) >= room:
+            chosen.append(feed)
+            if len(chosen) >= room:
                 break
-        if claimed:
-            # A lease: nobody starts these again until this poll is done (or
-            # its lease runs out, if this daemon dies meanwhile).
-            with contextlib.suppress(RedisUnavailable):
-                await self.app.store.claim(list(claimed), self.owner, now + self.poll_deadline_s)
+        if remote and chosen:
+            # The lease, atomic in Redis: of two daemons that chose the same
+            # feed, one gets it. Nobody starts it again until this poll is
+            # done, or its lease runs out if this daemon dies meanwhile.
+            try:
+                got = set(await self.app.store.claim(
+                    [f.name for f in chosen], self.owner, now, now + self.poll_deadline_s
+                ))  # fmt: skip
+            except RedisUnavailable:
+                got = {f.name for f in chosen}
+            chosen = [f for f in chosen if f.name in got]
+        for feed in chosen:
+            self.running.add(feed.name)
+            self.queue.put_nowait(feed)
 
     async def _worker(self) -> None:
         while True:
@@ -412,6 +454,29 @@ class Daemon:
     async def _watch(self) -> None:
         async for paths in changes(self.app.cfg, self.stopping):
             await self.reload("edited: " + ", ".join(sorted(p.name for p in paths)))
+
+    def registration(self) -> dict[str, str]:
+        """What ``feed-monitor status`` shows of this daemon."""
+        w = self.entry_worker
+        return {
+            "role": self.role, "host": socket.gethostname(), "pid": str(os.getpid()),
+            "started": self.started.isoformat(timespec="seconds"),
+            "heartbeat": repr(time.time()), "polls": str(self.polls_done),
+            "polls_inflight": str(len(self.inflight)),
+            "entries": str(w.processed if w else 0), "alerts": str(w.alerts if w else 0),
+            "entries_inflight": str(w.inflight if w else 0),
+        }  # fmt: skip
+
+    async def _heartbeat(self) -> None:
+        """Keep this daemon's entry in Redis alive; it expires 3 beats after a death."""
+        every = self.app.cfg.cluster.heartbeat_s
+        while not self.stopping.is_set():
+            try:
+                await self.app.store.heartbeat(self.owner, self.registration(), 3 * every)
+            except RedisUnavailable:
+                self.app.metrics.redis_errors.inc()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=every)
 
     async def _watchdog(self) -> None:
         """Ping systemd from the event loop, at half its interval, while healthy."""
@@ -523,6 +588,15 @@ class Daemon:
             if self.websub is not None:
                 closing.append(self.websub.close(self.app.cfg.shutdown_deadline_s))
             await asyncio.gather(*closing)
+            if self.entry_task is not None:
+                # It drains its entries in progress itself; a crash of it is
+                # a bug, reported here rather than cutting the shutdown short.
+                (crash,) = await asyncio.gather(self.entry_task, return_exceptions=True)
+                if isinstance(crash, Exception):
+                    event(log, logging.ERROR, "entries.crashed",
+                          error=f"{type(crash).__name__}: {crash}")  # fmt: skip
+            with contextlib.suppress(RedisUnavailable):
+                await self.app.store.unregister(self.owner)
             for t in list(background):
                 t.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -534,31 +608,47 @@ class Daemon:
     async def _start(self, spawn: Callable[[Coroutine[object, object, object]], None]) -> None:
         feeds = feeds_of(self.app.cfg)
         with contextlib.suppress(RedisUnavailable):
-            freed = await self.app.store.release_owner(self.owner)
+            freed = await self.app.store.release_owner(self.owner, time.time())
             if freed:
                 event(log, logging.INFO, "schedule.leases_freed", feeds=freed,
                       reason="left by an earlier run that died")  # fmt: skip
         await self.sync_schedule(feeds)
-        await self._start_websub(spawn)
-        # One tick a second selects due feeds; never skipped however late the
-        # loop runs (misfire_grace_time=None), a backlog merged (coalesce).
-        self.scheduler.add_job(
-            self.tick, IntervalTrigger(seconds=TICK_S), id="tick", name="select due feeds",
-            next_run_time=utcnow(), misfire_grace_time=None, coalesce=True, max_instances=1,
-        )  # fmt: skip
-        self.scheduler.start()
+        self.app.pipeline.queue_entries = True
+        with contextlib.suppress(RedisUnavailable):
+            await self.app.store.ensure_entry_group()
+        if self.role in ("all", "poller"):
+            await self._start_websub(spawn)
         loop = asyncio.get_running_loop()
-        self.workers = [
-            loop.create_task(self._worker()) for _ in range(self.app.cfg.http.concurrency)
-        ]
+        if self.role in ("all", "poller"):
+            # One tick a second selects due feeds; never skipped however late
+            # the loop runs (misfire_grace_time=None), a backlog merged (coalesce).
+            self.scheduler.add_job(
+                self.tick, IntervalTrigger(seconds=TICK_S), id="tick", name="select due feeds",
+                next_run_time=utcnow(), misfire_grace_time=None, coalesce=True, max_instances=1,
+            )  # fmt: skip
+            self.workers = [
+                loop.create_task(self._worker()) for _ in range(self.app.cfg.http.concurrency)
+            ]
+        self.scheduler.start()
+        if self.role in ("all", "worker"):
+            c = self.app.cfg.cluster
+            self.entry_worker = EntryWorker(
+                self.app.store, self.app.pipeline, self.owner,
+                max_inflight=worker_count(self.app.cfg) * c.inflight_per_process,
+                claim_idle_s=c.claim_idle_s, feeds=self.feeds.get, on_done=self.count_alerts,
+            )  # fmt: skip
+            self.entry_task = loop.create_task(
+                self.entry_worker.run(self.stopping, self.app.cfg.shutdown_deadline_s)
+            )
+        spawn(self._heartbeat())
         self.app.metrics.rules_loaded.set(len(self.app.rules.ruleset.rules))
         spawn(self._watch())
         spawn(self._watchdog())
         spawn(self.app.deliverer.run_replayer(self.stopping))
         spawn(self._watch_lag())
         rules = len(self.app.rules.ruleset.rules)
-        event(log, logging.INFO, "daemon.started", feeds=len(feeds), rules=rules,
-              redis=self.app.store.where)  # fmt: skip
+        event(log, logging.INFO, "daemon.started", role=self.role, feeds=len(feeds),
+              rules=rules, redis=self.app.store.where, id=self.owner)  # fmt: skip
         # What exists now lives as long as the daemon: keep it out of the
         # collector's way, and collect young objects less often (thousands of
         # polls in flight otherwise force a full collection every few seconds).

@@ -15,6 +15,13 @@ SYSTEM_CHANNEL = f"{PREFIX}:system"
 DUE = f"{PREFIX}:due"
 # Hash: feed name -> "owner|until": a poll in progress, so no one else starts it.
 LEASES = f"{PREFIX}:leases"
+# Stream of new entries waiting for a worker (fields: see monitor/workitem.py),
+# read by the consumer group ENTRY_GROUP; an entry leaves it when acknowledged.
+ENTRIES = f"{PREFIX}:entries"
+ENTRY_GROUP = "workers"
+# Set of the ids of daemons that registered; each has a hash that expires
+# unless its daemon keeps beating (daemon(id)).
+DAEMONS = f"{PREFIX}:daemons"
 
 
 def rule_channel(rule_id: str) -> str:
@@ -73,3 +80,19 @@ WEBSUB_FEEDS = f"{PREFIX}:websub"
 def websub(feed: str) -> str:
     """Hash of a feed's WebSub subscription (hub, topic, secret, state, lease)."""
     return f"{PREFIX}:websub:{feed}"
+
+
+def daemon(daemon_id: str) -> str:
+    """Hash of a live daemon: role, host, pid, heartbeat, work done (with a TTL)."""
+    return f"{PREFIX}:daemon:{daemon_id}"
+
+
+def host_inflight(host: str) -> str:
+    """Sorted set of requests in flight to a host, from every daemon, scored by
+    when each one's lease runs out."""
+    return f"{PREFIX}:host:{host}:inflight"
+
+
+def host_next(host: str) -> str:
+    """Unix time (Redis clock) before which no request to the host may start."""
+    return f"{PREFIX}:host:{host}:next"

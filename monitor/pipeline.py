@@ -1,10 +1,15 @@
 """One poll of one feed: fetch, parse, find new entries, build articles,
 match, deliver alerts, remember what was processed.
 
-An entry is marked seen only after its alerts are delivered, and delivery is
-idempotent, so a crash anywhere in between at worst repeats work, never an
-alert. Expected per-feed failures become that feed's outcome; anything else
-is a bug and propagates.
+In the daemon, new entries are queued on the entry stream for the workers
+(``_hand_on``; monitor/entryworker.py), which run ``process_entry``; in
+``once`` and while Redis is away they are processed in place.
+
+An entry is marked seen only after its alerts are delivered (a queued one is
+acknowledged only after that), and delivery is idempotent, so a crash
+anywhere in between at worst repeats work, never an alert. Expected
+per-feed failures become that feed's outcome; anything else is a bug and
+propagates.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from monitor.schedule import FeedHints, entry_interval_s
 from monitor.sightings import Sightings
 from monitor.store import FINGERPRINT, FeedState, Store
 from monitor.workers import TaskTimeout, WorkerPool
+from monitor.workitem import WorkItem
 
 log = logging.getLogger("monitor.pipeline")
 
@@ -107,11 +113,13 @@ class Pipeline:
         metrics: Metrics,
         deliverer: Deliverer,
         hosts: HostLimiter,
+        parse_pool: WorkerPool | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
         self.session = session
-        self.pool = pool
+        self.pool = pool  # extraction
+        self.parse_pool = parse_pool or pool  # feed parsing: polls wait behind no page
         self.rules = rules
         self.clock = clock
         self.metrics = metrics
@@ -120,6 +128,9 @@ class Pipeline:
         self.limits = HttpLimits.from_settings(cfg.http)
         self._page_slots = asyncio.Semaphore(cfg.http.concurrency)
         self.sightings = Sightings(store, cfg.dedupe)
+        # True in the daemon: new entries go to the entry stream for the
+        # workers (monitor/entryworker.py) instead of being processed here.
+        self.queue_entries = False
 
     async def poll(self, feed: Feed) -> PollOutcome:
         try:
@@ -268,7 +279,7 @@ class Pipeline:
     async def _parse(
         self, body: bytes, url: str, feed_name: str, content_type: str | None
     ) -> ParsedFeed:
-        parsed: ParsedFeed = await self.pool.run(
+        parsed: ParsedFeed = await self.parse_pool.run(
             parse_feed, body, url, feed_name, content_type, timeout_s=PARSE_TIMEOUT_S
         )
         return parsed
@@ -303,9 +314,25 @@ class Pipeline:
             # Newest first now; the older rest stays unseen for the next polls.
             fresh = fresh[-self.cfg.max_new_entries_per_poll :]
             event(log, logging.WARNING, "feed.backlog", feed=feed.name, deferred=backlog)
-        alerts = await self._process_in_order(feed, fresh)
+        alerts = await self._hand_on(feed, fresh, now)
         alerts += await self._updates(feed, [e for e in entries if e.identity not in unseen_ids])
         return _Taken(entries, fresh, gap, alerts, backlog > 0)
+
+    async def _hand_on(self, feed: Feed, fresh: list[Entry], now: datetime) -> int:
+        """Queue new entries for the workers (marked seen in the same atomic step),
+        or process them here: in ``once``, and while Redis cannot take them."""
+        if self.queue_entries and fresh:
+            items = [(seen_keys(e), WorkItem(feed, e).to_fields()) for e in fresh]
+            try:
+                await self.store.enqueue(feed.name, items, now)
+                return 0  # the workers alert
+            except RedisUnavailable:
+                self.metrics.redis_errors.inc()  # alerts spool as before
+        return await self._process_in_order(feed, fresh)
+
+    async def process_entry(self, feed: Feed, entry: Entry) -> int:
+        """One queued entry, start to end (a worker's unit of work)."""
+        return await self._deliver(feed, entry, await self.build_article(feed, entry))
 
     async def _process_in_order(self, feed: Feed, entries: list[Entry]) -> int:
         """Fetch and extract pages concurrently, but deliver in feed order."""
@@ -377,7 +404,8 @@ class Pipeline:
         ids: dict[str, str] = {}
         # One story, one alert: a story some rule alerted on before, met
         # again elsewhere, goes out as an "also_seen" update of that alert.
-        matched = await self.sightings.resolve(self.match(article, feed), article, self.clock(),
+        found = await self.match_off_loop(article, feed)
+        matched = await self.sightings.resolve(found, article, self.clock(),
                                                spooling=self.deliverer.pending > 0)  # fmt: skip
         for alert in matched:
             ids[alert.rule] = alert.updates or alert.alert_id  # the first alert, for updates
@@ -393,6 +421,11 @@ class Pipeline:
         await self.deliverer.mark_seen(feed.name, seen_keys(entry), self.clock())
         self.metrics.entries.inc()
         return alerts
+
+    async def match_off_loop(self, article: Article, feed: Feed) -> list[Alert]:
+        """``match`` in a thread: cheap for a real article, but a long page full of
+        watched terms held the loop for 0.5 s (tests/test_loop_blocking.py)."""
+        return await asyncio.to_thread(self.match, article, feed)
 
     def match(self, article: Article, feed: Feed) -> list[Alert]:
         story = story_of(article)

@@ -1,9 +1,10 @@
-"""``feed-monitor status``: the health of every feed, worst first (pure
-rendering plus one Redis read per feed)."""
+"""``feed-monitor status``: the health of every feed, worst first, and every
+live daemon (pure rendering plus Redis reads)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -77,6 +78,68 @@ def push_summary(sub: SubscriptionState | None) -> str | None:
         until = datetime.fromtimestamp(sub.expires_at, UTC).strftime("%Y-%m-%d %H:%M")
         return f"active until {until}"
     return f"{sub.state} ({sub.reason})" if sub.reason else sub.state
+
+
+@dataclass(frozen=True)
+class DaemonStatus:
+    daemon: str  # its id: host and state directory
+    role: str
+    host: str
+    pid: int
+    started: str
+    heartbeat_age_s: float
+    polls: int
+    entries: int
+    alerts: int
+    polls_inflight: int
+    entries_inflight: int
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+async def daemon_statuses(store: Store, now: float | None = None) -> list[DaemonStatus]:
+    """Daemons whose heartbeat has not expired, by id."""
+    now = time.time() if now is None else now
+    rows = []
+    for daemon_id, h in (await store.daemons()).items():
+
+        def num(key: str, h: dict[str, str] = h) -> int:
+            try:
+                return int(h.get(key) or 0)
+            except ValueError:
+                return 0
+
+        try:
+            age = round(now - float(h.get("heartbeat") or 0), 1)
+        except ValueError:
+            age = -1.0
+        row = DaemonStatus(daemon=daemon_id, role=h.get("role", "?"), host=h.get("host", "?"),
+                           pid=num("pid"), started=h.get("started", ""), heartbeat_age_s=age,
+                           polls=num("polls"), entries=num("entries"), alerts=num("alerts"),
+                           polls_inflight=num("polls_inflight"),
+                           entries_inflight=num("entries_inflight"))  # fmt: skip
+        rows.append(row)
+    return rows
+
+
+def render_daemons(rows: list[DaemonStatus]) -> str:
+    if not rows:
+        return "no live daemon"
+    head = ("DAEMON", "ROLE", "HOST", "PID", "HEARTBEAT", "POLLS", "ENTRIES", "ALERTS", "BUSY")
+    table = [head]
+    for r in rows:
+        table.append((r.daemon, r.role, r.host, str(r.pid), f"{r.heartbeat_age_s:.0f}s ago",
+                      str(r.polls), str(r.entries), str(r.alerts),
+                      f"{r.polls_inflight}+{r.entries_inflight}"))  # fmt: skip
+    return _table(table)
+
+
+def _table(table: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table
+    )
 
 
 def render(rows: list[FeedStatus]) -> str:

@@ -11,10 +11,12 @@ from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError
 
 from monitor import keys
 from monitor.alerts import Alert
+from monitor.config import SENTINEL_SCHEME, parse_sentinel_url
 from monitor.errors import RedisUnavailable
 
 # One atomic step: skip an alert_id already delivered, else append it to the
@@ -29,6 +31,76 @@ for i = 6, #ARGV do redis.call('PUBLISH', ARGV[i], ARGV[1]) end
 return {1, id}
 """
 
+
+# Atomic lease: of the named feeds, take those still due (score <= now) and
+# move their due time to the lease's end, so no other daemon's tick sees them
+# until the poll is done or the lease runs out (its daemon died). The lease
+# hash says who holds each, for a restarted daemon to free its own.
+_CLAIM = """
+local got = {}
+for i = 4, #ARGV do
+  local s = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if s and tonumber(s) <= tonumber(ARGV[1]) then
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[i])
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[3])
+    got[#got + 1] = ARGV[i]
+  end
+end
+return got
+"""
+
+# A restarted daemon frees the leases its dead run held: due again now.
+_RELEASE_OWNER = """
+local h = redis.call('HGETALL', KEYS[2])
+local n = 0
+local prefix = ARGV[1] .. '|'
+for i = 1, #h, 2 do
+  if string.sub(h[i + 1], 1, #prefix) == prefix then
+    redis.call('HDEL', KEYS[2], h[i])
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[2], h[i])
+    n = n + 1
+  end
+end
+return n
+"""
+
+# Hand new entries to the workers and mark them seen in one step, so each is
+# queued exactly once: ARGV[1] now, ARGV[2] seen_per_feed, then per entry its
+# number of seen keys, the keys, and its stream fields (version, feed, item).
+_ENQUEUE = """
+local i = 3
+local n = 0
+while i <= #ARGV do
+  local k = tonumber(ARGV[i])
+  for j = 1, k do redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[i + j]) end
+  i = i + k + 1
+  redis.call('XADD', KEYS[2], '*', 'v', ARGV[i], 'feed', ARGV[i + 1], 'item', ARGV[i + 2])
+  i = i + 3
+  n = n + 1
+end
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[2]) - 1)
+return n
+"""
+
+# Per-host politeness across daemons, on Redis's clock: drop expired leases
+# (their daemon died), refuse (-1) while per_host requests are in flight,
+# else lease a slot and reserve the next start time; returns the wait before
+# this request may start, as a string (Lua numbers come back as integers).
+_HOST_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return -1 end
+local start = math.max(now, tonumber(redis.call('GET', KEYS[2]) or '0'))
+local spacing, hold = tonumber(ARGV[3]), tonumber(ARGV[4])
+redis.call('ZADD', KEYS[1], start + hold, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], math.ceil((start - now + hold) * 1000))
+if spacing > 0 then
+  redis.call('SET', KEYS[2], string.format('%.6f', start + spacing),
+             'PX', math.ceil((start - now + spacing) * 1000) + 1000)
+end
+return string.format('%.6f', start - now)
+"""
 
 # Field of an alerted story's hash; rule ids cannot start with "_".
 FINGERPRINT = "_fp"
@@ -87,7 +159,20 @@ class Delivery:
 def connect(url: str, max_connections: int = 64) -> aioredis.Redis:
     """A client whose pool makes callers wait for a connection when all are busy
     (redis-py's default pool fails the extra caller instead, which would look
-    like an outage under load)."""
+    like an outage under load). ``redis+sentinel://`` asks the sentinels for
+    the master, and again after a failover."""
+    if url.startswith(SENTINEL_SCHEME):
+        spec = parse_sentinel_url(url)
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(spec.sentinels), socket_timeout=10, socket_connect_timeout=5
+        )
+        # redis-py's Sentinel pool cannot make callers wait: room to spare.
+        client: aioredis.Redis = sentinel.master_for(
+            spec.service, db=spec.db, username=spec.username, password=spec.password,
+            decode_responses=True, socket_timeout=10, socket_connect_timeout=5,
+            max_connections=4 * max_connections,
+        )  # fmt: skip
+        return client
     pool = aioredis.BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
@@ -97,6 +182,14 @@ def connect(url: str, max_connections: int = 64) -> aioredis.Redis:
         socket_connect_timeout=5,
     )
     return aioredis.Redis.from_pool(pool)  # the client owns (and closes) its pool
+
+
+async def disconnect(client: aioredis.Redis) -> None:
+    """Close a client from ``connect``, and its connections to the sentinels."""
+    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    await client.aclose()
+    for node in getattr(manager, "sentinels", ()):
+        await node.aclose()
 
 
 class Store:
@@ -115,6 +208,10 @@ class Store:
         self.delivered_ttl_s = delivered_ttl_s
         self.seen_per_feed = seen_per_feed
         self._deliver = client.register_script(_DELIVER)
+        self._claim = client.register_script(_CLAIM)
+        self._release_owner = client.register_script(_RELEASE_OWNER)
+        self._enqueue = client.register_script(_ENQUEUE)
+        self._host_acquire = client.register_script(_HOST_ACQUIRE)
 
     async def _call(self, coro: Any) -> Any:
         try:
@@ -126,7 +223,7 @@ class Store:
         await self._call(self.client.ping())
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await disconnect(self.client)
 
     async def feed_hash(self, feed: str) -> dict[str, str]:
         h: dict[str, str] = await self._call(self.client.hgetall(keys.feed_state(feed)))
@@ -222,33 +319,141 @@ class Store:
         pairs = await self._call(self.client.zrange(keys.DUE, 0, -1, withscores=True))
         return {str(n): float(s) for n, s in pairs}
 
-    async def claim(self, names: Sequence[str], owner: str, until: float) -> None:
-        if names:
-            await self._call(
-                self.client.hset(keys.LEASES, mapping=dict.fromkeys(names, f"{owner}|{until}"))
-            )
+    async def claim(self, names: Sequence[str], owner: str, now: float, until: float) -> list[str]:
+        """Lease those of ``names`` still due, atomically; returns the ones leased."""
+        if not names:
+            return []
+        got = await self._call(
+            self._claim(keys=[keys.DUE, keys.LEASES],
+                        args=[repr(now), repr(until), f"{owner}|{until!r}", *names])
+        )  # fmt: skip
+        return [str(n) for n in got]
 
     async def release(self, names: Sequence[str]) -> None:
         if names:
             await self._call(self.client.hdel(keys.LEASES, *names))
 
-    async def leased(self, names: Sequence[str], now: float) -> set[str]:
-        """Which of ``names`` someone is polling now (an unexpired lease)."""
-        if not names:
-            return set()
-        values = await self._call(self.client.hmget(keys.LEASES, list(names)))
-        held = set()
-        for name, v in zip(names, values, strict=True):
-            if v and float(str(v).rpartition("|")[2] or 0) > now:
-                held.add(name)
-        return held
+    async def leases(self) -> dict[str, str]:
+        """Feed -> ``owner|until`` of every poll in progress."""
+        h: dict[str, str] = await self._call(self.client.hgetall(keys.LEASES))
+        return h
 
-    async def release_owner(self, owner: str) -> int:
-        """Drop the leases an earlier run of this daemon left when it died."""
-        leases = await self._call(self.client.hgetall(keys.LEASES))
-        mine = [n for n, v in leases.items() if str(v).rpartition("|")[0] == owner]
-        await self.release(mine)
-        return len(mine)
+    async def release_owner(self, owner: str, now: float) -> int:
+        """Free the leases an earlier run of this daemon left when it died."""
+        n = await self._call(
+            self._release_owner(keys=[keys.DUE, keys.LEASES], args=[owner, repr(now)])
+        )
+        return int(n)
+
+    # --- the entry stream: pollers add, a consumer group of workers reads ---
+
+    async def ensure_entry_group(self) -> None:
+        try:
+            await self._call(
+                self.client.xgroup_create(keys.ENTRIES, keys.ENTRY_GROUP, id="0", mkstream=True)
+            )
+        except RedisUnavailable as exc:
+            if "BUSYGROUP" not in exc.detail:
+                raise
+
+    async def enqueue(self, feed: str, items: Sequence[tuple[Sequence[str], dict[str, str]]],
+                      now: datetime) -> int:  # fmt: skip
+        """Queue entries (seen keys, stream fields) and mark them seen, atomically."""
+        if not items:
+            return 0
+        args: list[str] = [repr(now.timestamp()), str(self.seen_per_feed)]
+        for seen_keys, fields in items:
+            args += [str(len(seen_keys)), *seen_keys, fields["v"], fields["feed"], fields["item"]]
+        n = await self._call(self._enqueue(keys=[keys.seen(feed), keys.ENTRIES], args=args))
+        return int(n)
+
+    async def read_entries(self, consumer: str, count: int, *, block_ms: int | None,
+                           start: str = ">") -> list[tuple[str, dict[str, str]]]:  # fmt: skip
+        """New entries for this consumer (``start=">"``), or its own pending ones
+        after ``start`` (an earlier run's, read again after a restart)."""
+        reply = await self._call(
+            self.client.xreadgroup(keys.ENTRY_GROUP, consumer, {keys.ENTRIES: start},
+                                   count=count, block=block_ms)
+        )  # fmt: skip
+        if not reply:
+            return []
+        rows = reply[0][1] if isinstance(reply, list) else reply.get(keys.ENTRIES, [[]])[0]
+        return [(str(i), dict(f or {})) for i, f in rows]
+
+    async def reclaim_entries(self, consumer: str, min_idle_ms: int,
+                              count: int) -> list[tuple[str, dict[str, str]]]:  # fmt: skip
+        """Entries pending on any consumer for longer than ``min_idle_ms``, now ours."""
+        got: list[tuple[str, dict[str, str]]] = []
+        start = "0-0"
+        for _ in range(100):  # bounded: XAUTOCLAIM scans the pending list in pages
+            reply = await self._call(
+                self.client.xautoclaim(keys.ENTRIES, keys.ENTRY_GROUP, consumer, min_idle_ms,
+                                       start_id=start, count=count - len(got))
+            )  # fmt: skip
+            start, rows = str(reply[0]), reply[1]
+            got += [(str(i), dict(f or {})) for i, f in rows]
+            if start == "0-0" or len(got) >= count:
+                break
+        return got
+
+    async def ack_entry(self, entry_id: str) -> None:
+        """Done: out of the pending list and out of the stream."""
+        async with self.client.pipeline(transaction=True) as p:
+            p.xack(keys.ENTRIES, keys.ENTRY_GROUP, entry_id)
+            p.xdel(keys.ENTRIES, entry_id)
+            await self._call(p.execute())
+
+    async def queued_entries(self) -> int:
+        """Entries not yet acknowledged (waiting or in progress): the back-pressure gauge."""
+        return int(await self._call(self.client.xlen(keys.ENTRIES)))
+
+    # --- per-host limits shared by every daemon ---
+
+    async def host_acquire(
+        self, host: str, token: str, per_host: int, spacing_s: float, hold_s: float
+    ) -> float | None:
+        """Seconds to wait before this request to ``host`` may start, or None if
+        the host has no free slot now (try again)."""
+        reply = await self._call(
+            self._host_acquire(
+                keys=[keys.host_inflight(host), keys.host_next(host)],
+                args=[token, per_host, repr(spacing_s), repr(hold_s)],
+            )
+        )
+        return None if reply == -1 else float(reply)
+
+    async def host_release(self, host: str, token: str) -> None:
+        await self._call(self.client.zrem(keys.host_inflight(host), token))
+
+    # --- live daemons ---
+
+    async def heartbeat(self, daemon_id: str, fields: dict[str, str], ttl_s: float) -> None:
+        key = keys.daemon(daemon_id)
+        async with self.client.pipeline(transaction=True) as p:
+            p.sadd(keys.DAEMONS, daemon_id)
+            p.hset(key, mapping=dict(fields))  # type: ignore[arg-type]
+            p.pexpire(key, max(1, int(ttl_s * 1000)))
+            await self._call(p.execute())
+
+    async def unregister(self, daemon_id: str) -> None:
+        async with self.client.pipeline(transaction=True) as p:
+            p.srem(keys.DAEMONS, daemon_id)
+            p.delete(keys.daemon(daemon_id))
+            await self._call(p.execute())
+
+    async def daemons(self) -> dict[str, dict[str, str]]:
+        """Every daemon whose heartbeat has not expired (the others are forgotten)."""
+        ids = sorted(str(i) for i in await self._call(self.client.smembers(keys.DAEMONS)))
+        if not ids:
+            return {}
+        async with self.client.pipeline(transaction=False) as p:
+            for i in ids:
+                p.hgetall(keys.daemon(i))
+            found = await self._call(p.execute())
+        gone = [i for i, h in zip(ids, found, strict=True) if not h]
+        if gone:
+            await self._call(self.client.srem(keys.DAEMONS, *gone))
+        return {i: h for i, h in zip(ids, found, strict=True) if h}
 
     async def count_alerts(self, feed: str, n: int) -> None:
         if n:

@@ -1,0 +1,312 @@
+"""How close does the whole pipeline come to bare extraction? (issue 8, "one machine")
+
+A local site on 127.0.0.1 serves feeds whose items link to real article
+pages read in place from ../shared/data/extraction/ (scrapinghub benchmark
+and trafilatura-eval pages, repeated under new URLs if more are asked for,
+never copied). A real redis-server, and the real daemon (``feed-monitor run``,
+a subprocess) with one extraction process per core, poll every feed once and
+take each new article through fetch, extraction, matching and delivery.
+Articles per second run from the moment the feeds are published (all due at
+once) to the moment the daemon reports every entry processed (its heartbeat
+in Redis) and the entry stream is empty; also between 10% and 90% of the
+articles done, without the start (the 1 s tick, the first polls) and the tail.
+
+Baseline, in the same run: bare ``trafilatura.extract`` (default settings,
+include_comments=False, include_tables=True) on the same page bytes, in a
+process pool of as many processes as cores. Peak RSS: the daemon's process
+tree (daemon, forkserver, workers), and the baseline pool's processes.
+Rounds alternate baseline and pipeline (a busy spell on a shared machine
+hits both); the median ratio is printed.
+
+    .venv/bin/python bench/pipeline.py [--pages 600] [--per-feed 10] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import multiprocessing
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from monitor import keys  # noqa: E402
+from tests.servers import RedisServer, rss  # noqa: E402
+
+EXE = str(Path(sys.executable).parent / "feed-monitor")
+DATA = ROOT.parent / "shared" / "data" / "extraction"
+SH = DATA / "scrapinghub-article-extraction-benchmark"
+TE = DATA / "trafilatura-eval"
+
+
+def page_files() -> list[Path]:
+    sh = sorted((SH / "html").glob("*.html.gz"))
+    evaldata = json.loads((TE / "evaldata.json").read_text(encoding="utf-8"))
+    te = [TE / "html" / f"{item['file']}.gz" for item in evaldata.values()]
+    return sh + [p for p in te if p.exists()]
+
+
+def load_pages(n: int) -> list[bytes]:
+    """n page bodies; the corpus repeats (under new URLs) if n is larger."""
+    files = page_files()
+    bodies = [gzip.decompress(p.read_bytes()) for p in files[: min(n, len(files))]]
+    return [bodies[i % len(bodies)] for i in range(n)]
+
+
+def tree_rss_kb(pid: int, *, include_self: bool = True) -> int:
+    """Resident memory of a process and all its descendants, in KiB."""
+    total = 0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            if include_self or p != pid:
+                for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+            todo.extend(int(c) for c in children)
+        except OSError:
+            continue
+    return total
+
+
+# --- baseline: bare trafilatura in a process pool ---------------------------------
+
+
+def _warm() -> None:
+    import trafilatura
+
+    trafilatura.extract("<html><body><p>warm up</p></body></html>")
+
+
+def _bare(html: bytes) -> int:
+    import trafilatura
+
+    text = trafilatura.extract(html, include_comments=False, include_tables=True)
+    return len(text or "")
+
+
+def bare_trafilatura(pages: list[bytes], processes: int) -> tuple[float, int]:
+    """Pages per second, and the pool's peak RSS in MiB."""
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.2):
+            peak = max(peak, tree_rss_kb(os.getpid(), include_self=False))
+
+    ctx = multiprocessing.get_context("forkserver")
+    with ctx.Pool(processes, initializer=_warm) as pool:
+        pool.map(_bare, pages[: processes * 2])  # workers up and warm
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        started = time.perf_counter()
+        pool.map(_bare, pages, chunksize=4)
+        elapsed = time.perf_counter() - started
+        done.set()
+        sampler.join()
+    return len(pages) / elapsed, peak // 1024
+
+
+# --- the pipeline: a site, Redis, and daemons -------------------------------------
+
+
+@dataclass
+class Site:
+    """Feeds of ``per_feed`` items each, linking to the pages; empty until published."""
+
+    pages: list[bytes]
+    per_feed: int
+    published: bool = False
+    feed_hits: int = 0
+    runner: web.AppRunner | None = None
+    base: str = ""
+    docs: dict[int, bytes] = field(default_factory=dict)
+
+    @property
+    def feeds(self) -> int:
+        return (len(self.pages) + self.per_feed - 1) // self.per_feed
+
+    async def feed(self, request: web.Request) -> web.Response:
+        self.feed_hits += 1
+        k = int(request.match_info["k"])
+        if not self.published:
+            return web.Response(body=rss([]).encode(), content_type="application/rss+xml")
+        if k not in self.docs:
+            first = k * self.per_feed
+            last = min(first + self.per_feed, len(self.pages))
+            items = [{"title": f"Story {i}", "link": f"{self.base}/p/{i}.html", "guid": f"p-{i}"}
+                     for i in range(first, last)]  # fmt: skip
+            self.docs[k] = rss(items).encode()
+        return web.Response(body=self.docs[k], content_type="application/rss+xml")
+
+    async def page(self, request: web.Request) -> web.Response:
+        i = int(request.match_info["i"])
+        return web.Response(body=self.pages[i], content_type="text/html")
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/f/{k}.xml", self.feed)
+        app.router.add_get("/p/{i}.html", self.page)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.base = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self.runner:
+            await self.runner.cleanup()
+
+
+def write_config(
+    work: Path, name: str, site: Site, redis_url: str, processes: int, concurrency: int = 64
+) -> Path:
+    feeds = "".join(
+        f"  - {{name: f{k}, url: '{site.base}/f/{k}.xml', interval_s: 3600}}\n"
+        for k in range(site.feeds)
+    )
+    cfg = work / f"{name}.yaml"
+    cfg.write_text(
+        f"state_dir: {work / name}\nrules: ['{ROOT}/config/rules/*.yaml']\n"
+        f"redis: {{url: '{redis_url}'}}\n"
+        "http: {allow_private_addresses: true, per_host_concurrency: 64, per_host_spacing_s: 0,"
+        f" concurrency: {concurrency}, timeout_s: 60}}\n"
+        f"extraction: {{workers: {processes}, timeout_s: 60}}\n"
+        "cluster: {heartbeat_s: 0.2}\nmax_new_entries_per_poll: 1000\n"
+        f"feeds:\n{feeds}"
+    )
+    return cfg
+
+
+@dataclass
+class Run:
+    articles_per_s: float
+    steady_per_s: float  # between 10% and 90% of the articles: no start-up, no tail
+    polls_per_s: float
+    alerts: int
+    peak_rss_mb: int
+
+
+async def daemon_totals(client: aioredis.Redis) -> tuple[int, int, int]:
+    """Polls, entries and alerts reported by every live daemon."""
+    polls = entries = alerts = 0
+    for i in await client.smembers(keys.DAEMONS):
+        h = await client.hgetall(keys.daemon(str(i)))
+        polls += int(h.get("polls") or 0)
+        entries += int(h.get("entries") or 0)
+        alerts += int(h.get("alerts") or 0)
+    return polls, entries, alerts
+
+
+async def run_pipeline(
+    pages: list[bytes], per_feed: int, roles: list[tuple[str, int]], work: Path
+) -> Run:
+    """Daemons of the given (role, extraction processes) on one Redis and site."""
+    redis = RedisServer(work / "redis")
+    redis.start()
+    site = Site(pages, per_feed)
+    await site.start()
+    client = aioredis.Redis.from_url(redis.url, decode_responses=True)
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        for n, (role, processes) in enumerate(roles):
+            cfg = write_config(work, f"d{n}", site, redis.url, processes)
+            proc = await asyncio.create_subprocess_exec(
+                EXE, "run", "--role", role, "--config", str(cfg), "--log-level", "warning",
+                stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            procs.append(proc)
+        # Started, every feed polled once (empty), workers idle: now publish.
+        for _ in range(1200):
+            polls, _e, _a = await daemon_totals(client)
+            live = await client.scard(keys.DAEMONS)
+            if live == len(roles) and polls >= site.feeds:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise RuntimeError("the daemons did not start and poll within 120 s")
+        base_polls, base_entries, _a = await daemon_totals(client)
+        site.published = True
+        peak = 0
+        started = time.perf_counter()
+        await client.zadd(keys.DUE, {f"f{k}": 0 for k in range(site.feeds)})
+        polled_at = None
+        marks: dict[float, float] = {}  # share of the articles done -> when
+        while True:
+            peak = max(peak, sum(tree_rss_kb(p.pid) for p in procs))
+            polls, entries, alerts = await daemon_totals(client)
+            if polled_at is None and polls - base_polls >= site.feeds:
+                polled_at = time.perf_counter()
+            for share in (0.1, 0.9):
+                if share not in marks and entries - base_entries >= share * len(pages):
+                    marks[share] = time.perf_counter()
+            if entries - base_entries >= len(pages) and await client.xlen(keys.ENTRIES) == 0:
+                break
+            if time.perf_counter() - started > 1800:
+                raise RuntimeError("the pipeline did not finish within 30 minutes")
+            await asyncio.sleep(0.1)
+        elapsed = time.perf_counter() - started
+        poll_s = (polled_at or time.perf_counter()) - started
+        steady = 0.8 * len(pages) / max(marks[0.9] - marks[0.1], 1e-9)
+        return Run(len(pages) / elapsed, steady, site.feeds / poll_s, alerts, peak // 1024)
+    finally:
+        for p in procs:
+            if p.returncode is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                await asyncio.wait_for(p.wait(), timeout=60)
+            except TimeoutError:
+                p.kill()
+        await client.aclose()
+        await site.stop()
+        redis.stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--pages", type=int, default=600)
+    ap.add_argument("--per-feed", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    cores = os.cpu_count() or 1
+    pages = load_pages(args.pages)
+    mb = sum(len(p) for p in pages) / 1e6
+    print(f"{len(pages)} pages ({mb:.0f} MB of HTML) from {DATA}; {cores} cores\n")
+    head = f"{'round':>5} {'bare art/s':>10} {'pipeline art/s':>14} {'10-90% art/s':>12} "
+    print(head + f"{'ratio':>6} {'10-90% ratio':>12} {'RSS bare':>8} {'RSS pipeline':>12}")
+    ratios: list[tuple[float, float]] = []
+    for n in range(1, args.rounds + 1):
+        # Alternating, so a busy spell on a shared machine hits both sides.
+        bare_rate, bare_rss = bare_trafilatura(pages, cores)
+        with tempfile.TemporaryDirectory() as tmp:
+            run = asyncio.run(run_pipeline(pages, args.per_feed, [("all", cores)], Path(tmp)))
+        ratio, steady = run.articles_per_s / bare_rate, run.steady_per_s / bare_rate
+        ratios.append((ratio, steady))
+        print(f"{n:>5} {bare_rate:>10.1f} {run.articles_per_s:>14.1f} {run.steady_per_s:>12.1f} "
+              f"{ratio:>6.2f} {steady:>12.2f} {bare_rss:>8} {run.peak_rss_mb:>12}")  # fmt: skip
+    mid = sorted(ratios)[len(ratios) // 2]
+    print(f"\nmedian ratio pipeline / bare trafilatura: {mid[0]:.2f} end to end (publish to "
+          f"last acknowledgement), {mid[1]:.2f} between 10% and 90% done; target >= 0.90. "
+          f"RSS in MiB; {run.alerts} alerts per round")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

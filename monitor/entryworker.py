@@ -1,0 +1,168 @@
+"""The worker side of the entry stream: read new entries as one consumer of
+the group, build each article, match, deliver, and only then acknowledge.
+
+The bound on entries in progress (extraction processes × a small factor) is
+the queue in front of the extraction pool: a worker reads no more than it
+can work on, so pages wait in Redis, not in memory. An entry that a dead
+worker left unacknowledged is taken over after ``claim_idle_s``
+(XAUTOCLAIM); a restarted worker first re-reads its own pending entries.
+Delivery is idempotent by alert id, so an entry processed twice (taken over
+from a worker that was only slow) never alerts twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from monitor.entries import Feed
+from monitor.errors import RedisUnavailable
+from monitor.logs import event
+from monitor.pipeline import Pipeline
+from monitor.store import Store
+from monitor.workitem import BadWorkItem, WorkItem
+
+log = logging.getLogger("monitor.entryworker")
+
+READ_BLOCK_MS = 1000
+
+
+class EntryWorker:
+    def __init__(
+        self,
+        store: Store,
+        pipeline: Pipeline,
+        consumer: str,
+        *,
+        max_inflight: int,
+        claim_idle_s: float,
+        feeds: Callable[[str], Feed | None],
+        on_done: Callable[[int], None] = lambda _alerts: None,
+    ) -> None:
+        self.store = store
+        self.pipeline = pipeline
+        self.consumer = consumer
+        self.max_inflight = max_inflight
+        self.claim_idle_s = claim_idle_s
+        self.feeds = feeds  # the current config's feed of a name, if any
+        self.on_done = on_done  # called with the alerts of each entry processed
+        self.tasks: dict[asyncio.Task[int], str] = {}  # task -> stream entry id
+        self.processed = 0
+        self.alerts = 0
+        self._own_after: str | None = "0-0"  # re-read our pending entries first
+        self._next_claim = time.monotonic() + min(claim_idle_s / 2, 30.0)
+
+    @property
+    def inflight(self) -> int:
+        return len(self.tasks)
+
+    async def run(self, stop: asyncio.Event, drain_s: float) -> None:
+        """Work until ``stop``; then give entries in progress ``drain_s`` to finish
+        (the rest stay pending and are taken over or re-read after a restart)."""
+        backoff = 0.5
+        group_ready = False
+        try:
+            while not stop.is_set():
+                self._reap()
+                if len(self.tasks) >= self.max_inflight:
+                    await self._wait_some(stop)
+                    continue
+                try:
+                    if not group_ready:  # also after the stream was deleted
+                        await self.store.ensure_entry_group()
+                        group_ready = True
+                    for entry_id, fields in await self._next_batch():
+                        self._start(entry_id, fields)
+                    backoff = 0.5
+                except RedisUnavailable as exc:
+                    group_ready = group_ready and "NOGROUP" not in exc.detail
+                    self.pipeline.metrics.redis_errors.inc()
+                    event(log, logging.WARNING, "entries.unavailable", detail=exc.detail,
+                          retry_s=backoff)  # fmt: skip
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=backoff)
+                    backoff = min(backoff * 2, 10.0)
+        finally:
+            await self._drain(drain_s)
+
+    async def _next_batch(self) -> list[tuple[str, dict[str, str]]]:
+        room = self.max_inflight - len(self.tasks)
+        if self._own_after is not None:
+            rows = await self.store.read_entries(self.consumer, room, block_ms=None,
+                                                 start=self._own_after)  # fmt: skip
+            if rows:
+                self._own_after = rows[-1][0]
+                event(log, logging.INFO, "entries.resumed", entries=len(rows))
+                return rows
+            self._own_after = None
+        if time.monotonic() >= self._next_claim:
+            self._next_claim = time.monotonic() + min(self.claim_idle_s / 2, 30.0)
+            rows = await self.store.reclaim_entries(
+                self.consumer, int(self.claim_idle_s * 1000), room
+            )
+            active = set(self.tasks.values())
+            rows = [r for r in rows if r[0] not in active]  # slow, not dead: our own
+            if rows:
+                event(log, logging.WARNING, "entries.reclaimed", entries=len(rows),
+                      idle_s=self.claim_idle_s)  # fmt: skip
+                return rows
+        # Block only while nothing is in progress, so finished work is seen promptly.
+        block = READ_BLOCK_MS if not self.tasks else 50
+        return await self.store.read_entries(self.consumer, room, block_ms=block)
+
+    def _start(self, entry_id: str, fields: dict[str, str]) -> None:
+        task = asyncio.get_running_loop().create_task(self._handle(entry_id, fields))
+        self.tasks[task] = entry_id
+
+    async def _handle(self, entry_id: str, fields: dict[str, str]) -> int:
+        try:
+            item = WorkItem.from_fields(fields)
+        except BadWorkItem as exc:
+            # Written by a newer or broken poller: no worker here can use it.
+            event(log, logging.ERROR, "entry.dropped", id=entry_id, reason=str(exc))
+            await self.store.ack_entry(entry_id)
+            return 0
+        feed = self.feeds(item.feed.name) or item.feed
+        alerts = await self.pipeline.process_entry(feed, item.entry)
+        # Only now: its alerts are in Redis (or on disk in the spool).
+        await self.store.ack_entry(entry_id)
+        return alerts
+
+    async def _wait_some(self, stop: asyncio.Event) -> None:
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait([stopping, *self.tasks], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        self._reap()
+
+    def _reap(self) -> None:
+        for task in [t for t in self.tasks if t.done()]:
+            entry_id = self.tasks.pop(task)
+            if task.cancelled():
+                continue
+            exc = task.exception()
+            if exc is None:
+                self.processed += 1
+                self.alerts += task.result()
+                self.on_done(task.result())
+            elif isinstance(exc, RedisUnavailable):
+                # Not acknowledged: it stays pending and is processed again.
+                event(log, logging.WARNING, "entry.unacked", id=entry_id, detail=exc.detail)
+            else:
+                # A bug: say so loudly; the entry stays pending, so it is
+                # retried after claim_idle_s, and the other entries go on.
+                event(log, logging.ERROR, "entry.crashed", id=entry_id,
+                      error=f"{type(exc).__name__}: {exc}")  # fmt: skip
+
+    async def _drain(self, drain_s: float) -> None:
+        if self.tasks:
+            _done, pending = await asyncio.wait(list(self.tasks), timeout=drain_s)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        self._reap()

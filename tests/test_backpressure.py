@@ -1,0 +1,107 @@
+"""Back-pressure: while the entry stream is full (extraction is behind),
+pollers hand out no feeds; when workers catch up, polling resumes and every
+entry is queued exactly once. A real daemon (poller role, in-process, real
+scheduler), a real Redis and a real HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+
+from monitor import keys
+from monitor.daemon import Daemon, open_app
+from monitor.entries import Feed
+from monitor.rules import load_rules
+from monitor.workitem import WorkItem
+from tests.conftest import UNTHROTTLED, make_config
+from tests.servers import NewsSite, rss
+
+FEEDS = 30
+PER_FEED = 5
+MAX_QUEUED = 10
+CONCURRENCY = 4  # a tick hands out at most 2 x this many feeds
+
+
+async def test_polling_pauses_while_the_entry_stream_is_full(
+    tmp_path: Path, redis_url: str, site: tuple[NewsSite, str]
+) -> None:
+    news, base = site
+    for i in range(FEEDS):
+        items = [{"title": f"S{i}-{k}", "link": f"{base}/a/{i}-{k}.html", "guid": f"{i}-{k}"}
+                 for k in range(PER_FEED)]  # fmt: skip
+        news.put_feed(f"/f/{i}.xml", rss(items))
+    feeds = [{"name": f"f{i}", "url": f"{base}/f/{i}.xml", "interval_s": 3600}
+             for i in range(FEEDS)]  # fmt: skip
+    http = {"allow_private_addresses": True, "timeout_s": 5, "concurrency": CONCURRENCY,
+            **UNTHROTTLED}  # fmt: skip
+    cfg = make_config(tmp_path, feeds, redis={"url": redis_url}, http=http,
+                      cluster={"max_queued_entries": MAX_QUEUED})  # fmt: skip
+
+    def polled() -> int:
+        return sum(1 for i in range(FEEDS) if news.hits.get(f"/f/{i}.xml"))
+
+    async with open_app(cfg, redis_url, load_rules(cfg.rule_files())) as app:
+        daemon = Daemon(app, role="poller")  # nobody works on the entries yet
+        run = asyncio.ensure_future(daemon.run())
+        try:
+            longest = 0
+            for _ in range(100):  # 5 s: five ticks
+                longest = max(longest, await app.store.queued_entries())
+                await asyncio.sleep(0.05)
+            # Full: the ticks since have handed out nothing. Without the
+            # pause, five ticks of up to 8 feeds would have polled all 30.
+            assert await app.store.queued_entries() >= MAX_QUEUED
+            assert polled() <= 1 + 2 * (2 * CONCURRENCY)
+            assert longest <= MAX_QUEUED + 2 * CONCURRENCY * PER_FEED
+
+            # A worker catches up: polling resumes until every feed is polled.
+            got: list[str] = []
+            for _ in range(400):  # bounded: 20 s
+                rows = await app.store.read_entries("w", 10, block_ms=50)
+                for entry_id, fields in rows:
+                    got.append(WorkItem.from_fields(fields).entry.identity)
+                    await app.store.ack_entry(entry_id)
+                if len(got) >= FEEDS * PER_FEED:
+                    break
+            assert polled() == FEEDS
+            assert sorted(got) == sorted(f"guid:{i}-{k}" for i in range(FEEDS)
+                                         for k in range(PER_FEED))  # fmt: skip
+            assert await app.store.client.xlen(keys.ENTRIES) == 0
+        finally:
+            daemon.stopping.set()
+            await asyncio.wait_for(run, timeout=30)
+    assert all(news.hits.get(f"/f/{i}.xml") == 1 for i in range(FEEDS))
+
+
+async def test_a_poll_never_waits_behind_extraction(
+    tmp_path: Path, redis_url: str, site: tuple[NewsSite, str]
+) -> None:
+    news, base = site
+    items = [{"title": f"S{k}", "link": f"{base}/a/{k}.html", "guid": f"g{k}"} for k in range(5)]
+    news.put_feed("/feed.xml", rss(items))
+    cfg = make_config(tmp_path, [{"name": "news", "url": f"{base}/feed.xml"}],
+                      redis={"url": redis_url})  # fmt: skip
+    async with open_app(cfg, redis_url, load_rules(cfg.rule_files())) as app:
+        await app.store.ensure_entry_group()
+        app.pipeline.queue_entries = True
+        # The one extraction process is busy for a long time (a stand-in for
+        # a queue of slow pages)...
+        busy = asyncio.ensure_future(app.pipeline.pool.run(time.sleep, 30.0, timeout_s=60))
+        try:
+            await asyncio.sleep(0.5)  # it has started (or is about to)
+            started = time.monotonic()
+            outcome = await asyncio.wait_for(
+                app.pipeline.poll(Feed("news", f"{base}/feed.xml", 60)), timeout=25
+            )
+            took = time.monotonic() - started
+        finally:
+            busy.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await busy
+        # ...and the poll went on: parsed in its own process, entries queued.
+        assert outcome.status == "ok"
+        assert outcome.new_entries == 5
+        assert await app.store.queued_entries() == 5
+        assert took < 20

@@ -1,0 +1,68 @@
+"""Per-host limits hold across daemons: two limiters with their own local
+gates (as two daemons would have) share one real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from monitor import keys
+from monitor.hostlimits import SharedHostLimiter
+from monitor.store import Store, connect
+
+
+@pytest.fixture
+async def stores(redis_url: str) -> AsyncIterator[list[Store]]:
+    def store() -> Store:
+        return Store(connect(redis_url), redis_url, stream_maxlen=1000, delivered_ttl_s=3600,
+                     seen_per_feed=100)  # fmt: skip
+
+    made = [store(), store()]
+    yield made
+    for s in made:
+        await s.close()
+
+
+async def test_concurrency_and_spacing_hold_across_two_daemons(stores: list[Store]) -> None:
+    spacing = 0.05
+    daemons = [SharedHostLimiter(2, spacing, s, f"d{i}", hold_s=30) for i, s in enumerate(stores)]
+    active = peak = 0
+    starts: list[float] = []
+
+    async def request(limiter: SharedHostLimiter) -> None:
+        nonlocal active, peak
+        async with limiter.slot("news.example"):
+            starts.append(time.monotonic())
+            active += 1
+            peak = max(peak, active)
+            await asyncio.sleep(3 * spacing)  # longer than the spacing: two overlap
+            active -= 1
+
+    # Each daemon alone would allow 2 at once: together they must too.
+    began = time.monotonic()
+    async with asyncio.timeout(30):
+        await asyncio.gather(*(request(d) for d in daemons for _ in range(6)))
+    assert len(starts) == 12
+    assert peak == 2
+    # Start k was reserved k spacings after the first: a busy machine can only
+    # make a start late, never early.
+    for k, at in enumerate(sorted(starts)):
+        assert at - began >= k * spacing * 0.95, (k, at - began)
+    assert await stores[0].client.zcard(keys.host_inflight("news.example")) == 0
+
+
+async def test_a_dead_daemons_requests_stop_counting_when_their_lease_ends(
+    stores: list[Store],
+) -> None:
+    # A daemon died holding both slots of a host, with leases of 0.3 s.
+    for token in ("dead#1", "dead#2"):
+        assert await stores[0].host_acquire("h", token, 2, 0.0, 0.3) == 0.0
+    assert await stores[1].host_acquire("h", "live#1", 2, 0.0, 30) is None
+    live = SharedHostLimiter(2, 0.0, stores[1], "live", hold_s=30)
+    started = time.monotonic()
+    async with asyncio.timeout(10), live.slot("h"):
+        waited = time.monotonic() - started
+    assert 0.2 <= waited < 5
