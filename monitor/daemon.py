@@ -189,6 +189,9 @@ class Daemon:
         )
         self.feeds: dict[str, Feed] = {}
         self.due_local: dict[str, float] = {}
+        # What an outage kept from Redis: due times, and leases to release.
+        self.unsynced: dict[str, float] = {}
+        self.unreleased: set[str] = set()
         self.running: set[str] = set()
         self.queue: asyncio.Queue[Feed | None] = asyncio.Queue(maxsize=2 * cfg.http.concurrency)
         self.workers: list[asyncio.Task[None]] = []
@@ -300,6 +303,30 @@ class Daemon:
             await self.app.store.set_due(due, only_new=only_new)
         except RedisUnavailable:
             self.app.metrics.redis_errors.inc()
+            if not only_new:
+                self.unsynced.update(due)  # written by the next tick that reaches Redis
+        else:
+            if not only_new:
+                for name in due:
+                    self.unsynced.pop(name, None)
+
+    async def _resync(self) -> None:
+        """Write the due times and lease releases an outage kept from Redis.
+
+        Claiming a feed moves its due time in Redis to the lease's end; until
+        the poll's own due time is written, the feed would wait out the whole
+        lease (``poll_deadline_s``, minutes) after Redis came back."""
+        if self.unsynced:
+            due = {n: t for n, t in self.unsynced.items() if n in self.feeds}
+            await self.app.store.set_due(due)
+            for name, t in due.items():
+                if self.unsynced.get(name) == t:  # not replaced meanwhile
+                    del self.unsynced[name]
+            self.unsynced = {n: t for n, t in self.unsynced.items() if n in self.feeds}
+        done = {n for n in self.unreleased if n not in self.running}
+        if done:
+            await self.app.store.release(sorted(done))
+            self.unreleased -= done
 
     async def sync_schedule(self, feeds: list[Feed]) -> None:
         """New feeds become due now (spread a little); removed ones leave."""
@@ -324,6 +351,7 @@ class Daemon:
             return
         now = time.time()
         try:
+            await self._resync()
             if await self.app.store.queued_entries() >= self.app.cfg.cluster.max_queued_entries:
                 event(log, logging.DEBUG, "schedule.backpressure",
                       hint="extraction is behind; polls wait")  # fmt: skip
@@ -374,8 +402,10 @@ class Daemon:
                     if self.websub is not None and outcome.feed_info is not None:
                         self.websub.observe(feed, outcome.headers, outcome.feed_info)
                     await self._set_due({feed.name: self.next_due(feed, outcome)})
-                with contextlib.suppress(RedisUnavailable):
+                try:
                     await self.app.store.release([feed.name])
+                except RedisUnavailable:
+                    self.unreleased.add(feed.name)
             finally:
                 self.running.discard(feed.name)
                 self.queue.task_done()

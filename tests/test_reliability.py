@@ -157,3 +157,53 @@ async def test_sigkill_mid_delivery_then_restart_gives_every_alert_once(
     ids = await stream_entry_ids(redis_url)
     assert len(ids) == n
     assert len(set(ids)) == n
+
+
+async def test_a_poll_ending_in_an_outage_is_rescheduled_once_redis_is_back(
+    tmp_path: Path, private_redis: RedisServer, site: tuple[NewsSite, str]
+) -> None:
+    """The claim moved the feed's due time to the lease's end; the poll's own
+    due time, lost to the outage, is written by the first tick after it (else
+    the feed would sleep out the whole lease, minutes)."""
+    import redis.asyncio as aioredis
+
+    from monitor import keys
+    from monitor.daemon import Daemon
+
+    news, base = site
+    url = private_redis.url
+    cfg = make_config(tmp_path, [{"name": "news", "url": f"{base}/feed.xml"}],
+                      redis={"url": url})  # fmt: skip
+    publish(news, base, 1)
+    feed = Feed("news", f"{base}/feed.xml", 60)
+    client = aioredis.Redis.from_url(url)
+    async with open_app(cfg, url, load_rules(cfg.rule_files())) as app:
+        daemon = Daemon(app)
+        await daemon.sync_schedule([feed])
+        await asyncio.sleep(0.1)  # the first due time is spread a little
+        await daemon.tick()
+        assert daemon.running == {"news"}
+        leased_until = await client.zscore(keys.DUE, "news")
+        assert leased_until is not None
+        assert await client.hexists(keys.LEASES, "news")
+        await client.aclose()
+
+        private_redis.stop()
+        worker = asyncio.ensure_future(daemon._worker())
+        async with asyncio.timeout(30):
+            await daemon.queue.join()  # the poll ran (and failed: no Redis)
+        assert daemon.unsynced.keys() == {"news"}
+        assert daemon.unreleased == {"news"}
+
+        private_redis.start()
+        client = aioredis.Redis.from_url(url)
+        await daemon.tick()
+        due = await client.zscore(keys.DUE, "news")
+        assert due == daemon.due_local["news"]
+        assert due < leased_until - 60  # the poll's own backoff, not the lease's end
+        assert not await client.hexists(keys.LEASES, "news")
+        assert not daemon.unsynced
+        assert not daemon.unreleased
+        daemon.queue.put_nowait(None)
+        await worker
+    await client.aclose()
