@@ -50,6 +50,8 @@ MIN_POLL_DEADLINE_S = 300.0
 LAG_CHECK_S = 30.0
 TICK_S = 1.0
 RETIRED_RECHECK_S = 3600.0
+# Feed documents waiting per parser process before the tick starts no more polls.
+PARSE_BACKLOG_PER_WORKER = 64
 ROLES = ("all", "poller", "worker")
 
 
@@ -347,6 +349,11 @@ class Daemon:
         if self.stopping.is_set():
             return
         room = self.queue.maxsize - self.queue.qsize()
+        # Back-pressure from feed parsing: a poll that got a 200 holds its
+        # body until a parser takes it. When the parsers are behind, start
+        # only as many polls as keep them busy, not thousands of bodies.
+        parsers = self.app.pipeline.parse_pool
+        room = min(room, PARSE_BACKLOG_PER_WORKER * parsers.workers - parsers.pending)
         if room <= 0:
             return
         now = time.time()

@@ -37,9 +37,11 @@ class WorkerPool:
         ctx.set_forkserver_preload(list(PRELOAD))
         self._pool = pebble.ProcessPool(max_workers=workers, max_tasks=max_tasks, context=ctx)
         self.workers = workers
+        self.pending = 0  # tasks handed in and not yet finished (running or queued)
 
     async def run(self, fn: Callable[..., T], *args: Any, timeout_s: float) -> T:
         future = self._pool.schedule(fn, args=args, timeout=timeout_s)
+        self.pending += 1
         try:
             result: T = await asyncio.wrap_future(future)
         except FutureTimeout:
@@ -47,6 +49,8 @@ class WorkerPool:
         except asyncio.CancelledError:
             future.cancel()  # type: ignore[no-untyped-call]
             raise
+        finally:
+            self.pending -= 1
         return result
 
     def close(self) -> None:

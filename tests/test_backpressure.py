@@ -10,6 +10,8 @@ import contextlib
 import time
 from pathlib import Path
 
+import pytest
+
 from monitor import keys
 from monitor.daemon import Daemon, open_app
 from monitor.entries import Feed
@@ -105,3 +107,38 @@ async def test_a_poll_never_waits_behind_extraction(
         assert outcome.new_entries == 5
         assert await app.store.queued_entries() == 5
         assert took < 20
+
+
+async def test_ticks_start_no_polls_while_the_parsers_are_behind(
+    tmp_path: Path, redis_url: str, site: tuple[NewsSite, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll that got a 200 holds its body until a parser takes it: while the
+    parse backlog is at its limit, a tick hands out no feeds at all."""
+    import monitor.daemon
+
+    monkeypatch.setattr(monitor.daemon, "PARSE_BACKLOG_PER_WORKER", 2)
+    news, base = site
+    news.put_feed("/feed.xml", rss([]))
+    cfg = make_config(tmp_path, [{"name": "news", "url": f"{base}/feed.xml"}],
+                      redis={"url": redis_url})  # fmt: skip
+    async with open_app(cfg, redis_url, load_rules(cfg.rule_files())) as app:
+        daemon = Daemon(app, role="poller")
+        await daemon.sync_schedule([Feed("news", f"{base}/feed.xml", 60)])
+        parsers = app.pipeline.parse_pool
+        limit = 2 * parsers.workers
+        # Stand-ins for feed documents waiting to be parsed.
+        busy = [asyncio.ensure_future(parsers.run(time.sleep, 30.0, timeout_s=60))
+                for _ in range(limit)]  # fmt: skip
+        try:
+            await asyncio.sleep(0.2)  # the feed is due now
+            assert parsers.pending == limit
+            await daemon.tick()
+            assert daemon.queue.qsize() == 0
+            assert not daemon.running
+        finally:
+            for b in busy:
+                b.cancel()
+            await asyncio.gather(*busy, return_exceptions=True)
+        assert parsers.pending == 0
+        await daemon.tick()
+        assert daemon.running == {"news"}
