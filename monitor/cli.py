@@ -275,7 +275,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg, ruleset = _config_and_rules(args)
 
     async def go(url: str) -> None:
-        async with open_app(cfg, url, ruleset) as app:
+        async with open_app(cfg, url, ruleset, role=args.role) as app:
             await Daemon(app, role=args.role).run()
 
     with _redis(cfg, own=True) as url, _pidfile(cfg):

@@ -147,7 +147,7 @@ class ExtractionSettings(_Model):
     # 0 means one worker per CPU core.
     workers: Annotated[int, Field(ge=0, le=64)] = 0
     # Processes of their own for feed parsing, so polls never wait behind
-    # extractions; 0: parse in the extraction workers.
+    # extractions; 0: parse in the extraction workers. Role "all" only.
     parse_workers: Annotated[int, Field(ge=0, le=16)] = 1
     timeout_s: Annotated[float, Field(gt=0)] = 30.0
     max_html_bytes: Annotated[int, Field(ge=1024)] = 3_000_000

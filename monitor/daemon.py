@@ -110,8 +110,13 @@ async def open_app(
     ruleset: RuleSet,
     clock: Callable[[], datetime] = utcnow,
     metrics: Metrics | None = None,
+    role: str = "all",
 ) -> AsyncIterator[App]:
-    """Open every resource the pipeline needs, and close them all on exit."""
+    """Open every resource the pipeline needs, and close them all on exit.
+
+    Feeds get parsing processes of their own only where pages are extracted
+    too (role ``all``): a poller's pool parses and nothing else, so nothing
+    waits there, and the spare processes would only cost memory and CPU."""
     store = Store(
         connect(redis_url, max_connections=2 * cfg.http.concurrency + 16),
         redis_url,
@@ -120,7 +125,7 @@ async def open_app(
         seen_per_feed=cfg.redis.seen_per_feed,
     )
     pool = WorkerPool(worker_count(cfg), cfg.extraction.max_tasks_per_worker)
-    parsers = cfg.extraction.parse_workers
+    parsers = cfg.extraction.parse_workers if role == "all" else 0
     parse_pool = WorkerPool(parsers, cfg.extraction.max_tasks_per_worker) if parsers else None
     limits = HttpLimits.from_settings(cfg.http)
     session = make_session(limits, cfg.http.concurrency)
