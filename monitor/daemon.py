@@ -354,12 +354,14 @@ class Daemon:
         if self.stopping.is_set():
             return
         room = self.queue.maxsize - self.queue.qsize()
-        # Back-pressure from feed parsing: a poll that got a 200 holds its
-        # body until a parser takes it. When the parsers are behind, start
-        # only as many polls as keep them busy, not thousands of bodies.
-        parsers = self.app.pipeline.parse_pool
-        room = min(room, PARSE_BACKLOG_PER_WORKER * parsers.workers - parsers.pending)
         if room <= 0:
+            return
+        # Back-pressure from feed parsing: a poll that got a 200 holds its
+        # body until a parser takes it. While the parsers are this far
+        # behind, start no polls (304s, which need no parser, go on as soon
+        # as the backlog is below the mark).
+        parsers = self.app.pipeline.parse_pool
+        if parsers.pending >= PARSE_BACKLOG_PER_WORKER * parsers.workers:
             return
         now = time.time()
         try:
