@@ -41,6 +41,9 @@ from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from pipeline import tree_rss_kb  # noqa: E402
 
 from tests.servers import RedisServer, page, rss, stream_entries  # noqa: E402
 
@@ -129,23 +132,6 @@ class Site:
     async def stop(self) -> None:
         if self.runner:
             await self.runner.cleanup()
-
-
-def tree_rss_kb(pid: int) -> int:
-    """Resident memory of a process and all its descendants, in KiB."""
-    total = 0
-    todo = [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
-            todo.extend(int(c) for c in children)
-        except OSError:
-            continue
-    return total
 
 
 class Daemon:
