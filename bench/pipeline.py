@@ -84,6 +84,47 @@ def tree_rss_kb(pid: int, *, include_self: bool = True) -> int:
     return total
 
 
+def cpu_s(pid: int, *, reaped: bool = False) -> float:
+    """CPU seconds of a process (and of its reaped children, if asked)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        try:
+            kids = [int(k) for f in Path(f"/proc/{todo.pop()}/task").glob("*/children")
+                    for k in f.read_text().split()]  # fmt: skip
+        except OSError:
+            continue
+        out += kids
+        todo += kids
+    return out
+
+
+def cpu_split(daemons: list[int], redis_pid: int) -> dict[str, float]:
+    """CPU seconds so far: daemon processes, their pool processes, Redis, this process.
+
+    Pool processes recycled after max_tasks are gone from /proc; their time is
+    in the forkserver's reaped-children count.
+    """
+    pools = sum(cpu_s(k, reaped=True) for d in daemons for k in descendants(d))
+    return {
+        "daemon": sum(cpu_s(d) for d in daemons),
+        "pools": pools,
+        "redis": cpu_s(redis_pid),
+        "site+bench": cpu_s(os.getpid()),
+    }
+
+
 # --- baseline: bare trafilatura in a process pool ---------------------------------
 
 
@@ -202,6 +243,7 @@ class Run:
     polls_per_s: float
     alerts: int
     peak_rss_mb: int
+    cpu: dict[str, float]  # CPU seconds from publish to the end, by process kind
 
 
 async def daemon_totals(client: aioredis.Redis) -> tuple[int, int, int]:
@@ -245,6 +287,9 @@ async def run_pipeline(
         base_polls, base_entries, _a = await daemon_totals(client)
         site.published = True
         peak = 0
+        assert redis.proc is not None
+        pids = [p.pid for p in procs]
+        cpu_before = cpu_split(pids, redis.proc.pid)
         started = time.perf_counter()
         await client.zadd(keys.DUE, {f"f{k}": 0 for k in range(site.feeds)})
         polled_at = None
@@ -263,9 +308,11 @@ async def run_pipeline(
                 raise RuntimeError("the pipeline did not finish within 30 minutes")
             await asyncio.sleep(0.1)
         elapsed = time.perf_counter() - started
+        cpu_after = cpu_split(pids, redis.proc.pid)
+        cpu = {k: cpu_after[k] - cpu_before[k] for k in cpu_after}
         poll_s = (polled_at or time.perf_counter()) - started
         steady = 0.8 * len(pages) / max(marks[0.9] - marks[0.1], 1e-9)
-        return Run(len(pages) / elapsed, steady, site.feeds / poll_s, alerts, peak // 1024)
+        return Run(len(pages) / elapsed, steady, site.feeds / poll_s, alerts, peak // 1024, cpu)
     finally:
         for p in procs:
             if p.returncode is None:
@@ -306,6 +353,16 @@ def main() -> None:
     print(f"\nmedian ratio pipeline / bare trafilatura: {mid[0]:.2f} end to end (publish to "
           f"last acknowledgement), {mid[1]:.2f} between 10% and 90% done; target >= 0.90. "
           f"RSS in MiB; {run.alerts} alerts per round")  # fmt: skip
+    print_cpu(run.cpu, len(pages), bare_rate, cores)
+
+
+def print_cpu(cpu: dict[str, float], articles: int, bare_rate: float, cores: int) -> None:
+    """Where the cores went in the last round (the ratio's explanation)."""
+    total = sum(cpu.values())
+    bare = cores / bare_rate * 100  # CPU s per 100 pages when the baseline has every core
+    print(f"\nCPU seconds per 100 articles, last round (bare trafilatura: {bare:.2f}):")
+    for name, sec in [*cpu.items(), ("total", total)]:
+        print(f"  {name:<11} {sec / articles * 100:6.2f}  {sec / total:4.0%}")
 
 
 if __name__ == "__main__":
