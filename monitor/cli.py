@@ -59,6 +59,7 @@ examples:
   feed-monitor reload                     apply edited config and rules now
   feed-monitor schema rules > rules.json  JSON Schema for editor validation
   feed-monitor status                     every feed's health, worst first
+  feed-monitor dead-letters --requeue     retry the entries workers gave up on
   feed-monitor feeds import subs.opml --out config/feeds/subs.yaml
   feed-monitor feeds add https://example.com/   find a site's feed and list it
 """
@@ -182,6 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only the live daemons: role, host, pid, last heartbeat, work done",
     )
+    c = command(
+        "dead-letters",
+        "list the entries workers gave up on; --requeue retries them",
+        "An entry handed to workers cluster.max_deliveries times (default 5) without "
+        "being done (processing raised, or its daemon died or hung on it) is moved to "
+        "the stream feed-monitor:entries:dead with the reason, instead of being retried "
+        "forever. This lists them, oldest first; after the cause is fixed, --requeue "
+        "puts them back in the entry stream for any worker.",
+    )
+    c.add_argument("--json", action="store_true", help="one JSON object per entry")
+    c.add_argument("--requeue", action="store_true", help="put every listed entry back")
+    c.add_argument("--limit", type=int, default=1000, metavar="N", help="at most N (default 1000)")
     feeds = sub.add_parser(
         "feeds",
         help="import, export or add feeds (OPML, discovery)",
@@ -420,6 +433,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                       seen_per_feed=cfg.redis.seen_per_feed)  # fmt: skip
         try:
             daemons = await daemon_statuses(store)
+            dead = await store.dead_count()
             if args.daemons:
                 if args.json:
                     return [d.as_dict() for d in daemons]
@@ -429,7 +443,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             await store.close()
         if args.json:
             return [r.as_dict() for r in rows]
-        return render(rows) + "\n\n" + render_daemons(daemons)
+        text = render(rows) + "\n\n" + render_daemons(daemons)
+        if dead:
+            text += f"\n\n{dead} entries dead-lettered: see `feed-monitor dead-letters`"
+        return text
 
     with _redis(cfg, own=False) as url:
         result = asyncio.run(go(url))
@@ -443,6 +460,46 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         for row in result:
             _out(json.dumps(row, ensure_ascii=False))
+    return EXIT_OK
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    from monitor.store import Store, connect
+    from monitor.workitem import BadWorkItem, WorkItem
+
+    cfg = _config(args)
+
+    async def go(url: str) -> list[tuple[str, dict[str, str]]]:
+        store = Store(connect(url), url, stream_maxlen=cfg.redis.stream_maxlen,
+                      delivered_ttl_s=cfg.redis.delivered_ttl_s,
+                      seen_per_feed=cfg.redis.seen_per_feed)  # fmt: skip
+        try:
+            rows = await store.dead_entries(args.limit)
+            if args.requeue:
+                for dead_id, fields in rows:
+                    await store.requeue_dead(dead_id, fields)
+        finally:
+            await store.close()
+        return rows
+
+    with _redis(cfg, own=False) as url:
+        rows = asyncio.run(go(url))
+    for _dead_id, fields in rows:
+        try:
+            link = WorkItem.from_fields(fields).entry.link
+        except BadWorkItem:
+            link = "?"
+        row = {"entry_id": fields.get("entry_id"), "feed": fields.get("feed"), "link": link,
+               "at": fields.get("at"), "deliveries": int(fields.get("deliveries") or 0),
+               "reason": fields.get("reason")}  # fmt: skip
+        if args.json:
+            _out(json.dumps(row, ensure_ascii=False))
+        else:
+            _out(f"{row['at']}  {row['feed']}  {link}\n    {row['deliveries']} deliveries: "
+                 f"{row['reason']}")  # fmt: skip
+    if not args.json:
+        what = "requeued" if args.requeue else "dead-lettered"
+        _out(f"{len(rows)} entries {what}")
     return EXIT_OK
 
 
@@ -497,6 +554,7 @@ def _feed_list(path: Path) -> list[OpmlFeed]:
 
 _COMMANDS = {
     "run": cmd_run,
+    "dead-letters": cmd_dead_letters,
     "once": cmd_once,
     "subscribe": cmd_subscribe,
     "check": cmd_check,

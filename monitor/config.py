@@ -182,6 +182,10 @@ class ClusterSettings(_Model):
     # An entry left this long unacknowledged by a worker is taken over by
     # another (XAUTOCLAIM); longer than any one entry's fetch and extraction.
     claim_idle_s: Annotated[float, Field(ge=1, le=86400)] = 300.0
+    # An entry handed to workers this many times without being done (it
+    # crashed them, or they died or hung on it) moves to the dead-letter
+    # stream instead of being retried forever; `feed-monitor dead-letters`.
+    max_deliveries: Annotated[int, Field(ge=1, le=1000)] = 5
     # Entries a worker works on at once, per extraction process: the bounded
     # queue in front of the extraction pool.
     inflight_per_process: Annotated[int, Field(ge=1, le=64)] = 4

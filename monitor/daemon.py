@@ -679,7 +679,8 @@ class Daemon:
             self.entry_worker = EntryWorker(
                 self.app.store, self.app.pipeline, self.owner,
                 max_inflight=worker_count(self.app.cfg) * c.inflight_per_process,
-                claim_idle_s=c.claim_idle_s, feeds=self.feeds.get, on_done=self.count_alerts,
+                claim_idle_s=c.claim_idle_s, max_deliveries=c.max_deliveries,
+                feeds=self.feeds.get, on_done=self.count_alerts,
             )  # fmt: skip
             self.entry_task = loop.create_task(
                 self.entry_worker.run(self.stopping, self.app.cfg.shutdown_deadline_s)

@@ -8,15 +8,23 @@ worker left unacknowledged is taken over after ``claim_idle_s``
 (XAUTOCLAIM); a restarted worker first re-reads its own pending entries.
 Delivery is idempotent by alert id, so an entry processed twice (taken over
 from a worker that was only slow) never alerts twice.
+
+A poison entry (one that makes its processing raise, or kills or hangs the
+daemon that works on it) would otherwise be retried forever. Redis counts
+how often each entry was handed out; at ``max_deliveries`` it moves to the
+dead-letter stream, with the reason, in one transaction with its ack: out
+of the way, and still not lost (`feed-monitor dead-letters --requeue`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from monitor.entries import Feed
 from monitor.errors import RedisUnavailable
@@ -39,6 +47,7 @@ class EntryWorker:
         *,
         max_inflight: int,
         claim_idle_s: float,
+        max_deliveries: int = 5,
         feeds: Callable[[str], Feed | None],
         on_done: Callable[[int], None] = lambda _alerts: None,
     ) -> None:
@@ -47,11 +56,15 @@ class EntryWorker:
         self.consumer = consumer
         self.max_inflight = max_inflight
         self.claim_idle_s = claim_idle_s
+        self.max_deliveries = max_deliveries
         self.feeds = feeds  # the current config's feed of a name, if any
         self.on_done = on_done  # called with the alerts of each entry processed
-        self.tasks: dict[asyncio.Task[int], str] = {}  # task -> stream entry id
+        # task -> stream entry id; a task's result is its alerts, or None if
+        # the entry was dead-lettered
+        self.tasks: dict[asyncio.Task[int | None], str] = {}
         self.processed = 0
         self.alerts = 0
+        self.dead_lettered = 0
         self._own_after: str | None = "0-0"  # re-read our pending entries first
         self._next_claim = time.monotonic() + min(claim_idle_s / 2, 30.0)
 
@@ -96,7 +109,7 @@ class EntryWorker:
             if rows:
                 self._own_after = rows[-1][0]
                 event(log, logging.INFO, "entries.resumed", entries=len(rows))
-                return rows
+                return await self._screen(rows, "its daemon stopped or died while working on it")
             self._own_after = None
         if time.monotonic() >= self._next_claim:
             self._next_claim = time.monotonic() + min(self.claim_idle_s / 2, 30.0)
@@ -108,16 +121,45 @@ class EntryWorker:
             if rows:
                 event(log, logging.WARNING, "entries.reclaimed", entries=len(rows),
                       idle_s=self.claim_idle_s)  # fmt: skip
-                return rows
+                return await self._screen(rows, "its workers died or hung on it")
         # Block only while nothing is in progress, so finished work is seen promptly.
         block = READ_BLOCK_MS if not self.tasks else 50
         return await self.store.read_entries(self.consumer, room, block_ms=block)
+
+    async def _screen(
+        self, rows: list[tuple[str, dict[str, str]]], why: str
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Rows handed out again, minus those handed out too often (dead-lettered).
+
+        Counted here too, not only when processing raises: an entry that kills
+        or hangs its daemon never gets to raise.
+        """
+        counts = await self.store.deliveries([i for i, _f in rows])
+        keep = []
+        for entry_id, fields in rows:
+            n = counts.get(entry_id, 0)
+            if n > self.max_deliveries:  # this delivery would be one too many
+                await self._dead_letter(entry_id, fields, f"{why} {n - 1} times", n - 1)
+            else:
+                keep.append((entry_id, fields))
+        return keep
+
+    async def _dead_letter(self, entry_id: str, fields: dict[str, str], reason: str,
+                           deliveries: int) -> None:  # fmt: skip
+        await self.store.dead_letter(entry_id, fields, reason, deliveries, datetime.now(UTC))
+        self.dead_lettered += 1
+        event(log, logging.ERROR, "entry.dead_lettered", id=entry_id, feed=fields.get("feed"),
+              deliveries=deliveries, reason=reason)  # fmt: skip
+        notice = {"event": "entry.dead_lettered", "entry_id": entry_id, "feed": fields.get("feed"),
+                  "deliveries": deliveries, "reason": reason}  # fmt: skip
+        with contextlib.suppress(RedisUnavailable):
+            await self.store.publish_system(json.dumps(notice, ensure_ascii=False))
 
     def _start(self, entry_id: str, fields: dict[str, str]) -> None:
         task = asyncio.get_running_loop().create_task(self._handle(entry_id, fields))
         self.tasks[task] = entry_id
 
-    async def _handle(self, entry_id: str, fields: dict[str, str]) -> int:
+    async def _handle(self, entry_id: str, fields: dict[str, str]) -> int | None:
         try:
             item = WorkItem.from_fields(fields)
         except BadWorkItem as exc:
@@ -126,7 +168,19 @@ class EntryWorker:
             await self.store.ack_entry(entry_id)
             return 0
         feed = self.feeds(item.feed.name) or item.feed
-        alerts = await self.pipeline.process_entry(feed, item.entry)
+        try:
+            alerts = await self.pipeline.process_entry(feed, item.entry)
+        except RedisUnavailable:
+            raise  # not the entry's fault: it stays pending
+        except Exception as exc:
+            # A bug meets this entry. Below the limit it stays pending and is
+            # retried after claim_idle_s (by any worker); at the limit, out.
+            deliveries = (await self.store.deliveries([entry_id])).get(entry_id, 0)
+            if deliveries < self.max_deliveries:
+                raise
+            reason = f"processing raised {type(exc).__name__}: {exc}"
+            await self._dead_letter(entry_id, fields, reason, deliveries)
+            return None
         # Only now: its alerts are in Redis (or on disk in the spool).
         await self.store.ack_entry(entry_id)
         return alerts
@@ -146,9 +200,12 @@ class EntryWorker:
                 continue
             exc = task.exception()
             if exc is None:
+                alerts = task.result()
+                if alerts is None:  # dead-lettered (and said so)
+                    continue
                 self.processed += 1
-                self.alerts += task.result()
-                self.on_done(task.result())
+                self.alerts += alerts
+                self.on_done(alerts)
             elif isinstance(exc, RedisUnavailable):
                 # Not acknowledged: it stays pending and is processed again.
                 event(log, logging.WARNING, "entry.unacked", id=entry_id, detail=exc.detail)

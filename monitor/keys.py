@@ -19,6 +19,9 @@ LEASES = f"{PREFIX}:leases"
 # read by the consumer group ENTRY_GROUP; an entry leaves it when acknowledged.
 ENTRIES = f"{PREFIX}:entries"
 ENTRY_GROUP = "workers"
+# Stream of entries given up after cluster.max_deliveries attempts (their
+# fields, plus entry_id, reason, deliveries, at); `feed-monitor dead-letters`.
+DEAD_ENTRIES = f"{PREFIX}:entries:dead"
 # Set of the ids of daemons that registered; each has a hash that expires
 # unless its daemon keeps beating (daemon(id)).
 DAEMONS = f"{PREFIX}:daemons"

@@ -403,6 +403,45 @@ class Store:
             p.xdel(keys.ENTRIES, entry_id)
             await self._call(p.execute())
 
+    async def deliveries(self, entry_ids: Sequence[str]) -> dict[str, int]:
+        """How many times each pending entry was handed to a worker (Redis counts)."""
+        if not entry_ids:
+            return {}
+        async with self.client.pipeline(transaction=False) as p:
+            for i in entry_ids:
+                p.xpending_range(keys.ENTRIES, keys.ENTRY_GROUP, min=i, max=i, count=1)
+            replies = await self._call(p.execute())
+        return {i: int(r[0]["times_delivered"]) for i, r in zip(entry_ids, replies, strict=True)
+                if r}  # fmt: skip
+
+    async def dead_letter(self, entry_id: str, fields: dict[str, str], reason: str,
+                          deliveries: int, now: datetime) -> None:  # fmt: skip
+        """Move an entry from the entry stream to the dead-letter stream, atomically."""
+        dead = {**fields, "entry_id": entry_id, "reason": reason,
+                "deliveries": str(deliveries), "at": now.isoformat()}  # fmt: skip
+        async with self.client.pipeline(transaction=True) as p:
+            p.xadd(keys.DEAD_ENTRIES, dead, maxlen=self.stream_maxlen,  # type: ignore[arg-type]
+                   approximate=True)  # fmt: skip
+            p.xack(keys.ENTRIES, keys.ENTRY_GROUP, entry_id)
+            p.xdel(keys.ENTRIES, entry_id)
+            await self._call(p.execute())
+
+    async def dead_entries(self, count: int) -> list[tuple[str, dict[str, str]]]:
+        """The oldest ``count`` dead-lettered entries."""
+        rows = await self._call(self.client.xrange(keys.DEAD_ENTRIES, count=count))
+        return [(str(i), dict(f)) for i, f in rows]
+
+    async def requeue_dead(self, dead_id: str, fields: dict[str, str]) -> None:
+        """Put a dead-lettered entry back into the entry stream, atomically."""
+        entry = {k: fields[k] for k in ("v", "feed", "item") if k in fields}
+        async with self.client.pipeline(transaction=True) as p:
+            p.xadd(keys.ENTRIES, entry)  # type: ignore[arg-type]
+            p.xdel(keys.DEAD_ENTRIES, dead_id)
+            await self._call(p.execute())
+
+    async def dead_count(self) -> int:
+        return int(await self._call(self.client.xlen(keys.DEAD_ENTRIES)))
+
     async def queued_entries(self) -> int:
         """Entries not yet acknowledged (waiting or in progress): the back-pressure gauge."""
         return int(await self._call(self.client.xlen(keys.ENTRIES)))
