@@ -476,11 +476,15 @@ def _date(meta: PageMeta, tree: Any, url: str | None) -> str | None:
 # --- entry points ----------------------------------------------------------------------
 
 
-def extract_page(html: bytes, url: str | None, max_html_bytes: int) -> PageText:
+def extract_page(
+    html: bytes, url: str | None, max_html_bytes: int, with_date: bool = True
+) -> PageText:
     """Title, body, language, date and self-description of an HTML page.
 
     Only the first ``max_html_bytes`` bytes are read. Pure and offline; the
-    result pickles. Empty text if no body was found.
+    result pickles. Empty text if no body was found. ``with_date=False``
+    skips htmldate's search when the page gives no date in its metadata
+    (about 4% of the extraction's CPU; the daemon dates stories by the feed).
     """
     data = html[:max_html_bytes]
     decoded, encoding = decode_html(data)
@@ -513,7 +517,7 @@ def extract_page(html: bytes, url: str | None, max_html_bytes: int) -> PageText:
         title=meta.title or "",
         text=text,
         lang=_language(meta.lang, text),
-        date=_date(meta, tree, url),
+        date=_date(meta, tree, url) if with_date else meta.date,
         canonical_url=meta.canonical_url,
         site_name=meta.site_name,
         description=meta.description,

@@ -474,6 +474,7 @@ class Pipeline:
                 result.body,
                 result.url,
                 self.cfg.extraction.max_html_bytes,
+                False,  # no date search: alerts are dated by the feed, not the page
                 timeout_s=self.cfg.extraction.timeout_s,
             )
         except TaskTimeout as exc:

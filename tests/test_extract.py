@@ -314,3 +314,20 @@ async def test_worker_pool_kills_a_stuck_task_and_keeps_working() -> None:
         assert await pool.run(hang, 0.0, timeout_s=30) == "finished"
     finally:
         pool.close()
+
+
+def test_the_date_search_can_be_skipped_but_the_metadata_date_is_kept() -> None:
+    body = "".join(
+        f"<p>Paragraph {i} of a story about the harbour's new tide gauge and its first "
+        "readings, long enough to be taken for the article body.</p>"
+        for i in range(8)
+    )
+    bare = f"<html><body><article><h1>Tide gauge</h1>{body}</article></body></html>".encode()
+    url = "https://harbour.example/2024/03/12/tide-gauge.html"
+    assert extract_page(bare, url, 100_000).date == "2024-03-12"  # htmldate, from the URL
+    assert extract_page(bare, url, 100_000, False).date is None  # not searched
+    meta = bare.replace(
+        b"<html>",
+        b'<html><head><meta property="article:published_time" content="2024-03-07"></head>',
+    )
+    assert extract_page(meta, url, 100_000, False).date == "2024-03-07"
