@@ -302,20 +302,29 @@ class Daemon:
 
     # --- scheduling: due times live in Redis (mirrored here for outages) ---
 
-    async def _set_due(self, due: dict[str, float], *, only_new: bool = False) -> None:
+    async def _schedule_new(self, due: dict[str, float]) -> None:
+        """Due times for feeds that have none yet (in Redis or here)."""
         for name, t in due.items():
-            if not only_new or name not in self.due_local:
-                self.due_local[name] = t
+            self.due_local.setdefault(name, t)
         try:
-            await self.app.store.set_due(due, only_new=only_new)
+            await self.app.store.set_due(due, only_new=True)
         except RedisUnavailable:
             self.app.metrics.redis_errors.inc()
-            if not only_new:
-                self.unsynced.update(due)  # written by the next tick that reaches Redis
+
+    async def _finish(self, name: str, due: float | None) -> None:
+        """Store a polled feed's next due time and release its lease, together."""
+        if due is not None:
+            self.due_local[name] = due
+        try:
+            await self.app.store.finish_poll(name, due)
+        except RedisUnavailable:
+            self.app.metrics.redis_errors.inc()
+            if due is not None:
+                self.unsynced[name] = due  # written by the next tick that reaches Redis
+            self.unreleased.add(name)
         else:
-            if not only_new:
-                for name in due:
-                    self.unsynced.pop(name, None)
+            if due is not None:
+                self.unsynced.pop(name, None)
 
     async def _resync(self) -> None:
         """Write the due times and lease releases an outage kept from Redis.
@@ -342,7 +351,7 @@ class Daemon:
             self.websub.feeds = self.feeds  # removed feeds get unsubscribed
         now = time.time()
         first = {f.name: now + min(5.0, 0.01 * i) for i, f in enumerate(feeds)}
-        await self._set_due(first, only_new=True)
+        await self._schedule_new(first)
         with contextlib.suppress(RedisUnavailable):
             stale = [n for n in await self.app.store.due_times() if n not in self.feeds]
             await self.app.store.unschedule(stale)
@@ -412,14 +421,12 @@ class Daemon:
                 return
             try:
                 outcome = await self.poll_job(feed)
+                due = None
                 if outcome is not None and feed.name in self.feeds:
                     if self.websub is not None and outcome.feed_info is not None:
                         self.websub.observe(feed, outcome.headers, outcome.feed_info)
-                    await self._set_due({feed.name: self.next_due(feed, outcome)})
-                try:
-                    await self.app.store.release([feed.name])
-                except RedisUnavailable:
-                    self.unreleased.add(feed.name)
+                    due = self.next_due(feed, outcome)
+                await self._finish(feed.name, due)
             finally:
                 self.running.discard(feed.name)
                 self.queue.task_done()

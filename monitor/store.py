@@ -333,6 +333,16 @@ class Store:
         if names:
             await self._call(self.client.hdel(keys.LEASES, *names))
 
+    async def finish_poll(self, name: str, due: float | None) -> None:
+        """A poll is over: its feed's next due time (if any) and its lease's
+        release, in one round trip (a 304 poll made six, Redis's share of
+        its CPU about half)."""
+        async with self.client.pipeline(transaction=True) as p:
+            if due is not None:
+                p.zadd(keys.DUE, {name: due})
+            p.hdel(keys.LEASES, name)
+            await self._call(p.execute())
+
     async def leases(self) -> dict[str, str]:
         """Feed -> ``owner|until`` of every poll in progress."""
         h: dict[str, str] = await self._call(self.client.hgetall(keys.LEASES))
