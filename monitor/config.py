@@ -334,6 +334,45 @@ class Config(_Model):
         return list(found)
 
 
+# Settings the daemon reads once, at start: the connections, pools, servers
+# and subscriptions built from them stay as they are. A reload that changes
+# one keeps its running value and names it; everything else (rules, feeds,
+# polling, backfill, the lag watch, back-pressure) is live on reload.
+# None: the whole section.
+RESTART_ONLY: dict[str, frozenset[str] | None] = {
+    "state_dir": None,
+    "http": None,
+    "extraction": None,
+    "metrics": None,
+    "dedupe": None,
+    "websub": None,
+    "redis": frozenset({"url", "stream_maxlen", "delivered_ttl_s", "seen_per_feed"}),
+    "cluster": frozenset(
+        {"lease_s", "claim_idle_s", "max_deliveries", "inflight_per_process", "heartbeat_s"}
+    ),
+}
+
+
+def reloaded(running: Config, edited: Config) -> tuple[Config, list[str]]:
+    """The config a reload applies, and the restart-only settings it kept
+    at their running values (dotted names) although the edit changed them."""
+    kept: list[str] = []
+    update: dict[str, Any] = {}
+    for section, fields in RESTART_ONLY.items():
+        old, new = getattr(running, section), getattr(edited, section)
+        if old == new:
+            continue
+        if not isinstance(old, BaseModel):
+            kept.append(section)
+            update[section] = old
+            continue
+        names = type(old).model_fields if fields is None else fields
+        changed = sorted(f for f in names if getattr(old, f) != getattr(new, f))
+        kept += [f"{section}.{f}" for f in changed]
+        update[section] = new.model_copy(update={f: getattr(old, f) for f in changed})
+    return edited.model_copy(update=update), kept
+
+
 def find_config(explicit: str | None) -> Path:
     """The config path: --config, else $FEED_MONITOR_CONFIG, else a default location."""
     if explicit:

@@ -22,7 +22,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from monitor.config import Config, load_config
+from monitor.config import Config, load_config, reloaded
 from monitor.delivery import Deliverer
 from monitor.entries import Feed
 from monitor.entryworker import EntryWorker
@@ -482,10 +482,15 @@ class Daemon:
                 reason=reason,
             )
             return False
+        cfg, kept = reloaded(self.app.cfg, cfg)
+        if kept:
+            event(log, logging.WARNING, "config.restart_needed", settings=",".join(kept),
+                  hint="these keep their running values until a restart")  # fmt: skip
         self.app.rules.ruleset = ruleset
         self.app.metrics.rules_loaded.set(len(ruleset.rules))
         await self._reschedule(feeds_of(cfg))
         self.app.cfg = cfg
+        self.app.pipeline.cfg = cfg
         event(
             log,
             logging.INFO,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import ENV_REDIS_URL, Config, load_config, resolve_file_url
+from monitor.config import ENV_REDIS_URL, Config, load_config, reloaded, resolve_file_url
 from monitor.errors import ConfigError, Problem
 from monitor.yamlsource import parse_yaml
 from tests.conftest import ROOT
@@ -496,3 +496,31 @@ def test_cli_check_on_a_good_config_exits_0(tmp_path: Path) -> None:
     res = run_check(path)
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith(f"ok: {path.resolve()}: 1 feeds;")
+
+
+def test_a_reload_keeps_restart_only_settings_and_applies_the_rest() -> None:
+    running = Config.model_validate(
+        {"redis": {"url": "redis://a:6379/0"}, "http": {"timeout_s": 20}, "feeds": []}
+    )
+    edited = Config.model_validate(
+        {
+            "redis": {"url": "redis://b:6379/0", "consumer_groups": ["archive"]},
+            "http": {"timeout_s": 5, "user_agent": "other/1.0"},
+            "cluster": {"claim_idle_s": 60, "max_queued_entries": 500},
+            "polling": {"jitter": 0.2},
+            "max_new_entries_per_poll": 50,
+            "feeds": [{"name": "n", "url": "https://example.com/feed.xml"}],
+        }
+    )
+    applied, kept = reloaded(running, edited)
+    assert kept == ["http.timeout_s", "http.user_agent", "redis.url", "cluster.claim_idle_s"]
+    assert applied.http == running.http
+    assert applied.redis.url == "redis://a:6379/0"
+    assert applied.cluster.claim_idle_s == running.cluster.claim_idle_s
+    # live: the rest of the edit
+    assert applied.redis.consumer_groups == ("archive",)
+    assert applied.cluster.max_queued_entries == 500
+    assert applied.polling.jitter == 0.2
+    assert applied.max_new_entries_per_poll == 50
+    assert [f.name for f in applied.feeds] == ["n"]
+    assert reloaded(running, running) == (running, [])

@@ -1,15 +1,22 @@
-"""Live rule editing against a running daemon (a real subprocess)."""
+"""Live rule and config editing against a running daemon (a real subprocess, and
+in-process for what a reload keeps)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import signal
 import sys
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 
+from monitor import daemon as daemon_mod
 from monitor import keys
+from monitor.config import load_config
+from monitor.rules import load_rules
 from tests.servers import NewsSite, page, rss, stream_entries
 
 EXE = str(Path(sys.executable).parent / "feed-monitor")
@@ -140,3 +147,27 @@ async def test_edits_apply_live_and_broken_edits_keep_old_rules(
             await asyncio.wait_for(proc.wait(), timeout=30)
         await daemon.reader
     assert proc.returncode == 0
+
+
+async def test_a_reload_names_the_settings_that_need_a_restart(
+    tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Live settings reach the pipeline; restart-only ones keep their running
+    values, and the log says which."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES_V1, encoding="utf-8")
+    config = tmp_path / "monitor.yaml"
+    base = {"state_dir": str(tmp_path / "state"), "rules": [str(rules)], "feeds": [],
+            "redis": {"url": redis_url}}  # fmt: skip
+    config.write_text(json.dumps({**base, "http": {"timeout_s": 20}}), encoding="utf-8")
+    cfg = load_config(config)
+    async with daemon_mod.open_app(cfg, redis_url, load_rules(cfg.rule_files())) as app:
+        daemon = daemon_mod.Daemon(app)
+        edit = {**base, "http": {"timeout_s": 5}, "max_new_entries_per_poll": 7}
+        config.write_text(json.dumps(edit), encoding="utf-8")
+        with caplog.at_level(logging.WARNING, logger="monitor.daemon"):
+            assert await daemon.reload("test")
+        assert app.pipeline.cfg.max_new_entries_per_poll == 7  # live
+        assert app.cfg.http.timeout_s == app.pipeline.cfg.http.timeout_s == 20  # kept
+        [warning] = [r for r in caplog.records if r.getMessage() == "config.restart_needed"]
+        assert getattr(warning, "fields", {}).get("settings") == "http.timeout_s"
