@@ -14,7 +14,7 @@ import random
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -227,7 +227,8 @@ class Daemon:
     async def _poll(self, feed: Feed) -> PollOutcome:
         try:
             async with asyncio.timeout(self.poll_deadline_s):
-                outcome = await self.app.pipeline.poll(feed)
+                # The feed's state is written with its due time (_finish).
+                outcome = await self.app.pipeline.poll(feed, save_state=False)
         except TimeoutError:
             outcome = PollOutcome(
                 feed.name,
@@ -311,12 +312,14 @@ class Daemon:
         except RedisUnavailable:
             self.app.metrics.redis_errors.inc()
 
-    async def _finish(self, name: str, due: float | None) -> None:
-        """Store a polled feed's next due time and release its lease, together."""
+    async def _finish(self, name: str, due: float | None, state: Mapping[str, str]) -> None:
+        """Store a polled feed's state and next due time and release its lease,
+        together. (The state is caching and status: losing it in an outage
+        costs one unconditional fetch, never a story.)"""
         if due is not None:
             self.due_local[name] = due
         try:
-            await self.app.store.finish_poll(name, due)
+            await self.app.store.finish_poll(name, due, state)
         except RedisUnavailable:
             self.app.metrics.redis_errors.inc()
             if due is not None:
@@ -426,7 +429,7 @@ class Daemon:
                     if self.websub is not None and outcome.feed_info is not None:
                         self.websub.observe(feed, outcome.headers, outcome.feed_info)
                     due = self.next_due(feed, outcome)
-                await self._finish(feed.name, due)
+                await self._finish(feed.name, due, outcome.state if outcome else {})
             finally:
                 self.running.discard(feed.name)
                 self.queue.task_done()

@@ -81,6 +81,9 @@ class PollOutcome:
     gap: bool = False
     hints: FeedHints = field(default_factory=FeedHints)
     entry_interval_s: float | None = None
+    # The feed's state fields to store (caching validators, status); saved
+    # by poll(), or by its caller together with the next due time.
+    state: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -132,7 +135,9 @@ class Pipeline:
         # workers (monitor/entryworker.py) instead of being processed here.
         self.queue_entries = False
 
-    async def poll(self, feed: Feed) -> PollOutcome:
+    async def poll(self, feed: Feed, *, save_state: bool = True) -> PollOutcome:
+        """Poll a feed; ``save_state=False`` leaves ``outcome.state`` to the
+        caller (the daemon writes it with the due time, in one round trip)."""
         try:
             outcome = await self._poll(feed)
         except (FetchError, FeedParseError) as exc:
@@ -140,6 +145,8 @@ class Pipeline:
         except RedisUnavailable as exc:
             self.metrics.redis_errors.inc()
             outcome = PollOutcome(feed.name, "failed", error_kind="redis", error=exc.detail)
+        if save_state and outcome.state:
+            await self._save_state(feed, dict(outcome.state))
         _log_outcome(outcome)
         return outcome
 
@@ -161,9 +168,8 @@ class Pipeline:
                       "reason": "410 Gone: no more polls until its URL is changed"}  # fmt: skip
             with contextlib.suppress(RedisUnavailable):
                 await self.store.publish_system(json.dumps(notice))
-        await self._save_state(feed, fields)
         return PollOutcome(feed.name, status, error_kind=exc.kind, error=exc.detail,
-                           errors=errors, headers=headers)  # fmt: skip
+                           errors=errors, headers=headers, state=fields)  # fmt: skip
 
     async def _save_state(self, feed: Feed, fields: dict[str, str]) -> None:
         # Caching and status fields only: losing them in an outage costs one
@@ -224,10 +230,10 @@ class Pipeline:
                   "last_error_kind": "", "last_error": "", "errors": "0",
                   **self._moved(feed, state, result)}  # fmt: skip
         if result.not_modified:
-            await self._save_state(feed, {**fields, "last_outcome": "not_modified"})
             hints, rate = _load_hints(state.hints)
             return PollOutcome(feed.name, "not_modified", http_status=304, headers=result.headers,
-                               hints=hints, entry_interval_s=rate)  # fmt: skip
+                               hints=hints, entry_interval_s=rate,
+                               state={**fields, "last_outcome": "not_modified"})  # fmt: skip
         parsed = await self._parse(result.body, result.url, feed.name, result.content_type)
         taken = await self._take(feed, state, parsed, now)
         entries, fresh, gap, alerts = taken.entries, taken.fresh, taken.gap, taken.alerts
@@ -240,16 +246,13 @@ class Pipeline:
         newest = max([*dated, state.newest or 0.0])
         hints = FeedHints.from_parsed(parsed)
         rate = entry_interval_s((e.published for e in entries), now)
-        await self._save_state(
-            feed,
-            {**fields, **caching, "known": "1", "last_outcome": "ok",
-             "parse_warning": parsed.warning or "", "newest": str(newest) if newest else "",
-             "entries": str(len(entries)), "hints": _dump_hints(hints, rate)},
-        )  # fmt: skip
+        saved = {**fields, **caching, "known": "1", "last_outcome": "ok",
+                 "parse_warning": parsed.warning or "", "newest": str(newest) if newest else "",
+                 "entries": str(len(entries)), "hints": _dump_hints(hints, rate)}  # fmt: skip
         return PollOutcome(feed.name, "ok", http_status=result.status, entries=len(entries),
                            new_entries=len(fresh), alerts=alerts, headers=result.headers,
-                           feed_info=parsed, gap=gap, hints=hints,
-                           entry_interval_s=rate)  # fmt: skip
+                           feed_info=parsed, gap=gap, hints=hints, entry_interval_s=rate,
+                           state=saved)  # fmt: skip
 
     async def push(self, feed: Feed, body: bytes, content_type: str | None) -> PollOutcome:
         """A feed document a WebSub hub pushed: parsed, checked against the

@@ -5,7 +5,7 @@ The only module that calls redis-py; its errors become ``RedisUnavailable``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -192,6 +192,17 @@ async def disconnect(client: aioredis.Redis) -> None:
         await node.aclose()
 
 
+def _queue_state(p: Any, feed: str, fields: Mapping[str, str]) -> None:
+    """Queue a feed-state update on a pipeline; an empty value deletes its
+    field (e.g. an etag the server stopped sending)."""
+    keep = {k: v for k, v in fields.items() if v != ""}
+    drop = [k for k, v in fields.items() if v == ""]
+    if keep:
+        p.hset(keys.feed_state(feed), mapping=keep)
+    if drop:
+        p.hdel(keys.feed_state(feed), *drop)
+
+
 class Store:
     def __init__(
         self,
@@ -233,16 +244,9 @@ class Store:
         h = await self._call(self.client.hgetall(keys.feed_state(feed)))
         return FeedState.from_hash(h)
 
-    async def save_feed_state(self, feed: str, fields: dict[str, str]) -> None:
-        # Empty values delete a field (e.g. an etag the server stopped sending).
-        key = keys.feed_state(feed)
-        keep = {k: v for k, v in fields.items() if v != ""}
-        drop = [k for k, v in fields.items() if v == ""]
+    async def save_feed_state(self, feed: str, fields: Mapping[str, str]) -> None:
         async with self.client.pipeline(transaction=True) as p:
-            if keep:
-                p.hset(key, mapping=dict(keep))  # type: ignore[arg-type]
-            if drop:
-                p.hdel(key, *drop)
+            _queue_state(p, feed, fields)
             await self._call(p.execute())
 
     async def unseen(self, feed: str, identities: Sequence[str]) -> list[str]:
@@ -333,11 +337,12 @@ class Store:
         if names:
             await self._call(self.client.hdel(keys.LEASES, *names))
 
-    async def finish_poll(self, name: str, due: float | None) -> None:
-        """A poll is over: its feed's next due time (if any) and its lease's
-        release, in one round trip (a 304 poll made six, Redis's share of
-        its CPU about half)."""
+    async def finish_poll(self, name: str, due: float | None, state: Mapping[str, str]) -> None:
+        """A poll is over: the feed's state fields (as in save_feed_state), its
+        next due time (if any) and its lease's release, in one round trip
+        (a 304 poll made six; Redis commands were half of its CPU)."""
         async with self.client.pipeline(transaction=True) as p:
+            _queue_state(p, name, state)
             if due is not None:
                 p.zadd(keys.DUE, {name: due})
             p.hdel(keys.LEASES, name)

@@ -31,6 +31,7 @@ class Site:
         self.routes: dict[str, Reply] = {}
         self.hits: dict[str, int] = {}
         self.agents: list[str] = []
+        self.if_none_match: list[tuple[str, str | None]] = []
         self.active = 0
         self.max_active = 0
         self.delay_s = 0.0
@@ -38,6 +39,7 @@ class Site:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.hits[request.path] = self.hits.get(request.path, 0) + 1
         self.agents.append(request.headers.get("User-Agent", ""))
+        self.if_none_match.append((request.path, request.headers.get("If-None-Match")))
         self.active += 1
         self.max_active = max(self.max_active, self.active)
         try:
@@ -200,6 +202,33 @@ async def test_per_host_limits_hold_under_the_real_scheduler(
         await asyncio.wait_for(run, timeout=30)
     assert site.max_active <= 2
     assert sum(site.hits.values()) >= 12  # every feed was polled, none starved
+
+
+async def test_the_daemon_stores_state_due_time_and_lease_release_together(
+    tmp_path: Path, redis_url: str, server: tuple[Site, str]
+) -> None:
+    """One MULTI after each poll (monitor.store.finish_poll): the next poll is
+    conditional, the feed is due again, and no lease is left behind."""
+    site, base = server
+    site.routes = {"/e": ok({"ETag": '"v1"'})}
+    cfg = make_config(tmp_path, [{"name": "e", "url": f"{base}/e", "interval_s": 1}],
+                      polling={"min_interval_s": 1, "jitter": 0.0001})  # fmt: skip
+    async with open_app(cfg, redis_url, load_rules(cfg.rule_files())) as app:
+        daemon = Daemon(app)
+        run = asyncio.ensure_future(daemon.run())
+        for _ in range(100):  # bounded: 10 s
+            if site.hits.get("/e", 0) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        daemon.stopping.set()
+        await asyncio.wait_for(run, timeout=30)
+        state = await app.store.feed_hash("e")
+        due = await app.store.due_times()
+        leases = await app.store.leases()
+    sent = [etag for path, etag in site.if_none_match if path == "/e"]
+    assert sent[:2] == [None, '"v1"']  # the first poll's ETag was stored
+    assert state["etag"] == '"v1"' and state["last_outcome"] in ("ok", "not_modified")
+    assert due["e"] > time.time() - 5 and leases == {}
 
 
 async def test_shared_and_changing_guids(
