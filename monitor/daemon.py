@@ -37,7 +37,7 @@ from monitor.rules import RuleSet, load_rules
 from monitor.rulewatch import changes
 from monitor.schedule import PollFacts, PollPolicy, next_poll
 from monitor.sdnotify import Notifier
-from monitor.store import Store, connect
+from monitor.store import FeedState, Store, connect
 from monitor.substore import SubscriptionStore
 from monitor.websub import WebSub
 from monitor.workers import WorkerPool
@@ -200,7 +200,11 @@ class Daemon:
         self.unsynced: dict[str, float] = {}
         self.unreleased: set[str] = set()
         self.running: set[str] = set()
-        self.queue: asyncio.Queue[Feed | None] = asyncio.Queue(maxsize=2 * cfg.http.concurrency)
+        # Leased feeds, with their state as read in the same tick (None: read
+        # it when polling); None alone tells a worker to leave.
+        self.queue: asyncio.Queue[tuple[Feed, FeedState | None] | None] = asyncio.Queue(
+            maxsize=2 * cfg.http.concurrency
+        )
         self.workers: list[asyncio.Task[None]] = []
         self.rng = random.Random()
         self._status_at = 0.0
@@ -211,11 +215,11 @@ class Daemon:
         self.entry_task: asyncio.Task[None] | None = None
         self.websub: WebSub | None = None  # when websub.callback_url is set
 
-    async def poll_job(self, feed: Feed) -> PollOutcome | None:
+    async def poll_job(self, feed: Feed, state: FeedState | None = None) -> PollOutcome | None:
         if self.stopping.is_set():
             return None
         # A task of our own, so shutdown can wait for it to finish.
-        task = asyncio.ensure_future(self._poll(feed))
+        task = asyncio.ensure_future(self._poll(feed, state))
         self.inflight[task] = time.monotonic()
         self.app.metrics.inflight.set(len(self.inflight))
         try:
@@ -224,11 +228,11 @@ class Daemon:
             self.inflight.pop(task, None)
             self.app.metrics.inflight.set(len(self.inflight))
 
-    async def _poll(self, feed: Feed) -> PollOutcome:
+    async def _poll(self, feed: Feed, state: FeedState | None) -> PollOutcome:
         try:
             async with asyncio.timeout(self.poll_deadline_s):
                 # The feed's state is written with its due time (_finish).
-                outcome = await self.app.pipeline.poll(feed, save_state=False)
+                outcome = await self.app.pipeline.poll(feed, save_state=False, state=state)
         except TimeoutError:
             outcome = PollOutcome(
                 feed.name,
@@ -412,18 +416,25 @@ class Daemon:
             except RedisUnavailable:
                 got = {f.name for f in chosen}
             chosen = [f for f in chosen if f.name in got]
+        # Their states in one round trip, not one each. Nobody else writes
+        # them before the poll: the feed is leased to us, and ours is done.
+        states: dict[str, FeedState] = {}
+        if remote and chosen:
+            with contextlib.suppress(RedisUnavailable):
+                states = await self.app.store.feed_states([f.name for f in chosen])
         for feed in chosen:
             self.running.add(feed.name)
-            self.queue.put_nowait(feed)
+            self.queue.put_nowait((feed, states.get(feed.name)))
 
     async def _worker(self) -> None:
         while True:
-            feed = await self.queue.get()
-            if feed is None:  # shutdown
+            job = await self.queue.get()
+            if job is None:  # shutdown
                 self.queue.task_done()
                 return
+            feed, state = job
             try:
-                outcome = await self.poll_job(feed)
+                outcome = await self.poll_job(feed, state)
                 due = None
                 if outcome is not None and feed.name in self.feeds:
                     if self.websub is not None and outcome.feed_info is not None:

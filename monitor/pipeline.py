@@ -135,11 +135,15 @@ class Pipeline:
         # workers (monitor/entryworker.py) instead of being processed here.
         self.queue_entries = False
 
-    async def poll(self, feed: Feed, *, save_state: bool = True) -> PollOutcome:
+    async def poll(
+        self, feed: Feed, *, save_state: bool = True, state: FeedState | None = None
+    ) -> PollOutcome:
         """Poll a feed; ``save_state=False`` leaves ``outcome.state`` to the
-        caller (the daemon writes it with the due time, in one round trip)."""
+        caller (the daemon writes it with the due time, in one round trip).
+        ``state``: the feed's stored state when the caller has just read it
+        (the daemon's tick reads a batch), else it is read here."""
         try:
-            outcome = await self._poll(feed)
+            outcome = await self._poll(feed, state)
         except (FetchError, FeedParseError) as exc:
             outcome = await self._failed(feed, exc)
         except RedisUnavailable as exc:
@@ -219,8 +223,9 @@ class Pipeline:
               configured=feed.url, hint="update the URL in the config")  # fmt: skip
         return {"moved_to": "", "url": result.moved_to, "url_from": feed.url}
 
-    async def _poll(self, feed: Feed) -> PollOutcome:
-        state = await self._state(feed)
+    async def _poll(self, feed: Feed, state: FeedState | None) -> PollOutcome:
+        if state is None:
+            state = await self._state(feed)
         if state.retired(feed.url):
             why = "retired after 410 Gone; change its URL to revive it"
             return PollOutcome(feed.name, "retired", error_kind="http_410", error=why)

@@ -244,6 +244,16 @@ class Store:
         h = await self._call(self.client.hgetall(keys.feed_state(feed)))
         return FeedState.from_hash(h)
 
+    async def feed_states(self, feeds: Sequence[str]) -> dict[str, FeedState]:
+        """The states of many feeds in one round trip (the tick's batch)."""
+        if not feeds:
+            return {}
+        async with self.client.pipeline(transaction=False) as p:
+            for name in feeds:
+                p.hgetall(keys.feed_state(name))
+            hashes = await self._call(p.execute())
+        return {n: FeedState.from_hash(h) for n, h in zip(feeds, hashes, strict=True)}
+
     async def save_feed_state(self, feed: str, fields: Mapping[str, str]) -> None:
         async with self.client.pipeline(transaction=True) as p:
             _queue_state(p, feed, fields)
