@@ -246,13 +246,17 @@ class Store:
 
     async def feed_states(self, feeds: Sequence[str]) -> dict[str, FeedState]:
         """The states of many feeds in one round trip (the tick's batch)."""
-        if not feeds:
-            return {}
-        async with self.client.pipeline(transaction=False) as p:
-            for name in feeds:
-                p.hgetall(keys.feed_state(name))
-            hashes = await self._call(p.execute())
+        hashes = await self._hashes([keys.feed_state(n) for n in feeds])
         return {n: FeedState.from_hash(h) for n, h in zip(feeds, hashes, strict=True)}
+
+    async def _hashes(self, names: Sequence[str]) -> list[dict[str, str]]:
+        """HGETALL of many keys in one round trip."""
+        if not names:
+            return []
+        async with self.client.pipeline(transaction=False) as p:
+            for name in names:
+                p.hgetall(name)
+            return list(await self._call(p.execute()))
 
     async def save_feed_state(self, feed: str, fields: Mapping[str, str]) -> None:
         async with self.client.pipeline(transaction=True) as p:
@@ -508,12 +512,7 @@ class Store:
     async def daemons(self) -> dict[str, dict[str, str]]:
         """Every daemon whose heartbeat has not expired (the others are forgotten)."""
         ids = sorted(str(i) for i in await self._call(self.client.smembers(keys.DAEMONS)))
-        if not ids:
-            return {}
-        async with self.client.pipeline(transaction=False) as p:
-            for i in ids:
-                p.hgetall(keys.daemon(i))
-            found = await self._call(p.execute())
+        found = await self._hashes([keys.daemon(i) for i in ids])
         gone = [i for i, h in zip(ids, found, strict=True) if not h]
         if gone:
             await self._call(self.client.srem(keys.DAEMONS, *gone))
