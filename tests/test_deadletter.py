@@ -177,6 +177,7 @@ async def test_a_failing_entry_below_the_limit_stays_pending(
         monkeypatch.setattr(app.pipeline, "process_entry", broken)
         worker = EntryWorker(app.store, app.pipeline, "w", max_inflight=4, claim_idle_s=300,
                              max_deliveries=5, feeds=lambda _name: None)  # fmt: skip
+        await app.store.ensure_entry_group()  # before the worker does: XPENDING below needs it
         async with working(app, worker):
             await app.store.enqueue("news", [story(news, base, feed, 3)], NOW)
 
