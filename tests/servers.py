@@ -18,6 +18,7 @@ from aiohttp import web
 from redis.asyncio.client import PubSub
 
 from monitor import keys
+from monitor.alerts import Alert
 from monitor.embedded_redis import find_redis_server
 
 
@@ -38,6 +39,11 @@ async def stream_entries(url: str) -> list[dict[str, str]]:
     finally:
         await client.aclose()
     return [fields for _id, fields in rows]
+
+
+async def stream_alerts(url: str) -> list[Alert]:
+    """Every alert in the alert stream, oldest first."""
+    return [Alert.from_json(fields["alert"]) for fields in await stream_entries(url)]
 
 
 def free_port() -> int:

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from monitor import keys
-from monitor.alerts import Alert
 from monitor.config import Config
 from monitor.daemon import open_app
 from monitor.entries import Feed
+from monitor.pipeline import PollOutcome
 from monitor.rules import load_rules
 from tests.conftest import make_config
-from tests.servers import NewsSite, page, rss, stream_entries
+from tests.servers import NewsSite, page, rss, stream_alerts
 
 # Written for these tests.
 STORY = [
@@ -47,8 +47,12 @@ def config(tmp_path: Path, base: str, **overrides: object) -> Config:
     return make_config(tmp_path, [], rules=[str(rules)], **{"dedupe": {}, **overrides})
 
 
-async def alerts_in_stream(url: str) -> list[Alert]:
-    return [Alert.from_json(f["alert"]) for f in await stream_entries(url)]
+async def poll_in_turn(
+    cfg: Config, redis_url: str, base: str, names: list[str]
+) -> list[PollOutcome]:
+    """Poll the site's feed /<name>.xml for each name, one after the other."""
+    async with open_app(cfg, redis_url, load_rules(cfg.rule_files())) as app:
+        return [await app.pipeline.poll(Feed(n, f"{base}/{n}.xml", 60)) for n in names]
 
 
 async def test_the_same_story_in_two_feeds_gives_one_alert_and_one_update(
@@ -74,7 +78,7 @@ async def test_the_same_story_in_two_feeds_gives_one_alert_and_one_update(
         again = await app.pipeline.poll(wire)
     assert [o.alerts for o in outcomes] == [1, 0, 0]
     assert again.new_entries == 1
-    alerts = await alerts_in_stream(redis_url)
+    alerts = await stream_alerts(redis_url)
     assert [(a.kind, a.feed) for a in alerts] == [
         ("alert", "world"),
         ("also_seen", "wire"),
@@ -100,13 +104,9 @@ async def test_one_article_in_two_section_feeds_gives_one_alert_and_one_update(
     news.put_page("/a.html", page("New ferry line to Svalbard", STORY))
     for name in ("world", "europe"):
         news.put_feed(f"/{name}.xml", rss([{"title": "Ferry", "link": f"{base}/a.html"}]))
-    cfg = config(tmp_path, base)
-    async with open_app(cfg, redis_url, load_rules(cfg.rule_files())) as app:
-        polls = [
-            await app.pipeline.poll(Feed(n, f"{base}/{n}.xml", 60)) for n in ("world", "europe")
-        ]
+    polls = await poll_in_turn(config(tmp_path, base), redis_url, base, ["world", "europe"])
     assert [p.alerts for p in polls] == [1, 0]
-    first, update = await alerts_in_stream(redis_url)
+    first, update = await stream_alerts(redis_url)
     assert (first.kind, first.feed) == ("alert", "world")
     assert (update.kind, update.feed, update.updates) == ("also_seen", "europe", first.alert_id)
     assert update.also_seen is not None
@@ -125,12 +125,9 @@ async def test_distinct_stories_sharing_words_give_two_alerts(
     news.put_feed(
         "/b.xml", rss([{"title": "Ferry to close", "guid": "b", "link": f"{base}/b.html"}])
     )
-    cfg = config(tmp_path, base)
-    async with open_app(cfg, redis_url, load_rules(cfg.rule_files())) as app:
-        a = await app.pipeline.poll(Feed("a", f"{base}/a.xml", 60))
-        b = await app.pipeline.poll(Feed("b", f"{base}/b.xml", 60))
+    a, b = await poll_in_turn(config(tmp_path, base), redis_url, base, ["a", "b"])
     assert (a.alerts, b.alerts) == (1, 1)
-    alerts = await alerts_in_stream(redis_url)
+    alerts = await stream_alerts(redis_url)
     assert [(x.kind, x.feed, x.updates) for x in alerts] == [
         ("alert", "a", None),
         ("alert", "b", None),
@@ -146,7 +143,6 @@ async def test_with_dedupe_off_every_feed_alerts(
         news.put_feed(f"/{name}.xml", rss([{"title": "Ferry", "guid": name,
                                             "link": f"{base}/a.html"}]))  # fmt: skip
     cfg = config(tmp_path, base, dedupe={"enabled": False})
-    async with open_app(cfg, redis_url, load_rules(cfg.rule_files())) as app:
-        for name in ("a", "b"):
-            assert (await app.pipeline.poll(Feed(name, f"{base}/{name}.xml", 60))).alerts == 1
-    assert [x.kind for x in await alerts_in_stream(redis_url)] == ["alert", "alert"]
+    polls = await poll_in_turn(cfg, redis_url, base, ["a", "b"])
+    assert [p.alerts for p in polls] == [1, 1]
+    assert [x.kind for x in await stream_alerts(redis_url)] == ["alert", "alert"]

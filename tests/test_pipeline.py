@@ -14,12 +14,11 @@ from pathlib import Path
 import redis.asyncio as aioredis
 
 from monitor import keys
-from monitor.alerts import Alert
 from monitor.daemon import open_app
 from monitor.entries import Feed
 from monitor.rules import load_rules
 from tests.conftest import ROOT, make_config
-from tests.servers import NewsSite, page, rss, stream_entries
+from tests.servers import NewsSite, page, rss, stream_alerts
 
 SEED = (ROOT / "seeds" / "000_79a58b876351234c.txt").read_text(encoding="utf-8")
 SEED_TITLE = "Kina og Russland styrker forsvarsbåndene"
@@ -49,10 +48,6 @@ def publish(site: NewsSite, base: str, *, etag: str | None = "v1") -> None:
         ]),
         etag=etag,
     )  # fmt: skip
-
-
-async def stream_alerts(url: str) -> list[Alert]:
-    return [Alert.from_json(fields["alert"]) for fields in await stream_entries(url)]
 
 
 async def test_seed_flagged_near_miss_not_and_pubsub_delivers(
