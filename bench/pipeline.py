@@ -348,17 +348,22 @@ async def run_pipeline(
             cpu=cpu,
         )
     finally:
-        for p in procs:
-            if p.returncode is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                await asyncio.wait_for(p.wait(), timeout=60)
-            except TimeoutError:
-                p.kill()
+        await stop_daemons(procs)
         await client.aclose()
         await site.stop()
         redis.stop()
+
+
+async def stop_daemons(procs: list[asyncio.subprocess.Process]) -> None:
+    """SIGTERM every daemon, then wait; one that does not stop in 60 s is killed."""
+    for p in procs:
+        if p.returncode is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            await asyncio.wait_for(p.wait(), timeout=60)
+        except TimeoutError:
+            p.kill()
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 import tempfile
 import time
@@ -28,7 +27,16 @@ import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pipeline import DATA, EXE, Site, daemon_totals, load_pages, run_pipeline, write_config
+from pipeline import (
+    DATA,
+    EXE,
+    Site,
+    daemon_totals,
+    load_pages,
+    run_pipeline,
+    stop_daemons,
+    write_config,
+)
 
 from monitor import keys  # on the path through pipeline
 from tests.servers import RedisServer
@@ -70,11 +78,7 @@ async def run_polls(feeds: int, daemons: int, work: Path) -> float:
             await asyncio.sleep(0.05)
         return feeds / (time.perf_counter() - started)
     finally:
-        for p in procs:
-            if p.returncode is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            await asyncio.wait_for(p.wait(), timeout=60)
+        await stop_daemons(procs)
         await client.aclose()
         await site.stop()
         redis.stop()
