@@ -243,7 +243,7 @@ def write_config(
 
 async def entries_added(client: aioredis.Redis) -> int:
     """Entries ever added to the entry stream (its XINFO counter)."""
-    info = await client.xinfo_stream(keys.ENTRIES)
+    info = await client.xinfo_stream(keys.SERVER.entries)
     return int(info["entries-added"])
 
 
@@ -261,8 +261,8 @@ class Run:
 async def daemon_totals(client: aioredis.Redis) -> tuple[int, int, int]:
     """Polls, entries and alerts reported by every live daemon."""
     polls = entries = alerts = 0
-    for i in await client.smembers(keys.DAEMONS):
-        h = await client.hgetall(keys.daemon(str(i)))
+    for i in await client.smembers(keys.SERVER.daemons):
+        h = await client.hgetall(keys.SERVER.daemon(str(i)))
         polls += int(h.get("polls") or 0)
         entries += int(h.get("entries") or 0)
         alerts += int(h.get("alerts") or 0)
@@ -290,7 +290,7 @@ async def run_pipeline(
         # Started, every feed polled once (empty), workers idle: now publish.
         for _ in range(1200):
             polls, _e, _a = await daemon_totals(client)
-            live = await client.scard(keys.DAEMONS)
+            live = await client.scard(keys.SERVER.daemons)
             if live == len(roles) and polls >= site.feeds:
                 break
             await asyncio.sleep(0.1)
@@ -304,7 +304,7 @@ async def run_pipeline(
         pids = [p.pid for p in procs]
         cpu_before = cpu_split(pids, redis.proc.pid)
         started = time.perf_counter()
-        await client.zadd(keys.DUE, {f"f{k}": 0 for k in range(site.feeds)})
+        await client.zadd(keys.SERVER.due, {f"f{k}": 0 for k in range(site.feeds)})
         polled_at = None
         marks: dict[float, float] = {}  # share of the articles done -> when
         sampled = 0.0
@@ -322,7 +322,7 @@ async def run_pipeline(
             # Done: every article queued, and every queued entry acknowledged
             # (a worker XDELs an entry in the same step as its XACK).
             queued = await entries_added(client) - added_before
-            if queued >= len(pages) and await client.xlen(keys.ENTRIES) == 0:
+            if queued >= len(pages) and await client.xlen(keys.SERVER.entries) == 0:
                 break
             if now - started > 1800:
                 raise RuntimeError("the pipeline did not finish within 30 minutes")

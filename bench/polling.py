@@ -767,13 +767,13 @@ def seed_state(redis_url: str, args: argparse.Namespace, checks: list[DocCheck],
             for n in range(start, min(start + 500, args.feeds)):
                 name = f"f{n:05d}"
                 check = checks[n % len(checks)]
-                pipe.hset(keys.feed_state(name), mapping={
+                pipe.hset(keys.SERVER.feed_state(name), mapping={
                     "known": "1", "etag": f'"{n}-0"', "last_outcome": "not_modified",
                     "last_status": "200", "errors": "0"})  # fmt: skip
                 host = address(n % naddrs)
                 ids = [seed_identity(i, host, n, canon, port) for i in check.gen0_ids]
                 if ids:
-                    pipe.zadd(keys.seen(name), dict.fromkeys(ids, now))
+                    pipe.zadd(keys.SERVER.seen(name), dict.fromkeys(ids, now))
                     members += len(ids)
             pipe.execute()
     finally:

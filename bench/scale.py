@@ -60,7 +60,7 @@ async def run_polls(feeds: int, daemons: int, work: Path) -> float:
             procs.append(proc)
         for _ in range(1200):  # every daemon up, every feed polled once
             polls, _e, _a = await daemon_totals(client)
-            if await client.scard(keys.DAEMONS) == daemons and polls >= feeds:
+            if await client.scard(keys.SERVER.daemons) == daemons and polls >= feeds:
                 break
             await asyncio.sleep(0.1)
         else:
@@ -68,7 +68,7 @@ async def run_polls(feeds: int, daemons: int, work: Path) -> float:
         await asyncio.sleep(0.5)  # the last heartbeats
         base, _e, _a = await daemon_totals(client)
         started = time.perf_counter()
-        await client.zadd(keys.DUE, {f"f{k}": 0 for k in range(site.feeds)})
+        await client.zadd(keys.SERVER.due, {f"f{k}": 0 for k in range(site.feeds)})
         while True:
             polls, _e, _a = await daemon_totals(client)
             if polls - base >= feeds:

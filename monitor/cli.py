@@ -36,8 +36,8 @@ Watch news feeds, match watch rules, raise alerts on Redis.
 feed-monitor polls the RSS/Atom feeds listed in its config, fetches each new
 article, extracts its text, scores it against the watch rules (YAML files in
 config/rules/) and appends every match to the Redis stream feed-monitor:alerts
-(also published on the pub/sub channels feed-monitor:alerts and
-feed-monitor:alerts:<rule-id>).
+({feed-monitor}:alerts on a Redis Cluster), also published on the pub/sub
+channels feed-monitor:alerts and feed-monitor:alerts:<rule-id>.
 
 With no redis.url in the config it runs a private Redis on a unix socket in
 its state directory; `subscribe` and `redis-cli -s STATE_DIR/redis.sock`

@@ -27,17 +27,43 @@ DEFAULT_CONFIG_PATHS = (Path("config/monitor.yaml"), Path("/etc/feed-monitor/mon
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _URL_SCHEMES = ("http://", "https://", "file:")
 SENTINEL_SCHEME = "redis+sentinel://"
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+Nodes = tuple[tuple[str, int], ...]  # (host, port) of each sentinel or cluster node
 
 
 @dataclass(frozen=True)
 class SentinelUrl:
     """A Redis master found through Sentinel (redis-py has no URL form for it)."""
 
-    sentinels: tuple[tuple[str, int], ...]
+    sentinels: Nodes
     service: str
     db: int = 0
     username: str | None = None
     password: str | None = None  # the master's; the sentinels take none
+
+
+@dataclass(frozen=True)
+class ClusterUrl:
+    """A Redis Cluster, reached through any of the listed nodes (redis-py's
+    URL form names only one, which then must be up at every start)."""
+
+    nodes: Nodes
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+
+
+def _login_and_nodes(netloc: str, what: str, example: str) -> tuple[str | None, str | None, Nodes]:
+    """``[[user]:password@]host:port[,host:port...]``, percent-decoded."""
+    userinfo, _, hosts = netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    nodes = []
+    for node in hosts.split(","):
+        host, _, port = node.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{what} {node!r} is not host:port, e.g. {example}")
+        nodes.append((host.strip("[]"), int(port)))
+    return unquote(username) or None, unquote(password) or None, tuple(nodes)
 
 
 def parse_sentinel_url(url: str) -> SentinelUrl:
@@ -45,19 +71,24 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
     if not url.startswith(SENTINEL_SCHEME):
         raise ValueError(f"expected {SENTINEL_SCHEME}...")
     netloc, _, path = url.removeprefix(SENTINEL_SCHEME).partition("/")
-    userinfo, _, hosts = netloc.rpartition("@")
-    username, _, password = userinfo.partition(":")
-    sentinels = []
-    for node in hosts.split(","):
-        host, _, port = node.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"sentinel {node!r} is not host:port, e.g. 10.0.0.5:26379")
-        sentinels.append((host.strip("[]"), int(port)))
+    username, password, sentinels = _login_and_nodes(netloc, "sentinel", "10.0.0.5:26379")
     service, _, db = path.strip("/").partition("/")
     if not service or (db and not db.isdigit()):
         raise ValueError("expected /service-name[/db] after the sentinels, e.g. /mymaster/0")
-    return SentinelUrl(tuple(sentinels), unquote(service), int(db or 0),
-                       unquote(username) or None, unquote(password) or None)  # fmt: skip
+    return SentinelUrl(sentinels, unquote(service), int(db or 0), username, password)
+
+
+def parse_cluster_url(url: str) -> ClusterUrl:
+    """``redis+cluster://[[user]:password@]host:port[,host:port...]``; ``rediss+cluster://``
+    for TLS. No database number: Cluster has only database 0."""
+    scheme = next((s for s in CLUSTER_SCHEMES if url.startswith(s)), None)
+    if scheme is None:
+        raise ValueError(f"expected {' or '.join(CLUSTER_SCHEMES)}...")
+    netloc, _, path = url.removeprefix(scheme).partition("/")
+    if path.strip("/") not in ("", "0"):
+        raise ValueError("Redis Cluster has only database 0: drop the /db after the nodes")
+    username, password, nodes = _login_and_nodes(netloc, "cluster node", "10.0.0.5:7000")
+    return ClusterUrl(nodes, username, password, tls=scheme.startswith("rediss"))
 
 
 class _Model(BaseModel):
@@ -104,12 +135,15 @@ class RedisSettings(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
+        # The parsers' ValueErrors say what is wrong.
         if v is not None and v.startswith(SENTINEL_SCHEME):
-            parse_sentinel_url(v)  # its ValueError says what is wrong
+            parse_sentinel_url(v)
+        elif v is not None and v.startswith(CLUSTER_SCHEMES):
+            parse_cluster_url(v)
         elif v is not None and not v.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(
-                "expected a redis://, rediss://, unix:// or redis+sentinel:// URL, "
-                "or null for embedded"
+                "expected a redis://, rediss://, unix://, redis+sentinel:// or "
+                "redis+cluster:// URL, or null for embedded"
             )
         return v
 

@@ -30,7 +30,6 @@ from datetime import datetime
 
 from redis.exceptions import RedisError
 
-from monitor import keys
 from monitor.alerts import Alert, Sighting, iso
 from monitor.config import DedupeSettings
 from monitor.entries import Article
@@ -140,6 +139,7 @@ class Sightings:
     def __init__(self, store: Store, settings: DedupeSettings) -> None:
         self.store = store
         self.settings = settings
+        self.keys = store.keys
         self._claim = store.client.register_script(_CLAIM)
 
     def mark(self, article: Article) -> StoryMark:
@@ -154,13 +154,16 @@ class Sightings:
     ) -> Verdict:
         """Record this alert (from ``feed``) as the rule's first for the story, or name it."""
         bands: Sequence[str] = band_keys(mark.signature.values) if mark.signature else ()
-        key_list = [keys.sameness_url(rule, u) for u in mark.urls]
-        key_list += [keys.sameness_band(rule, b) for b in bands]
-        key_list += [keys.sameness_signature(alert_id), keys.sameness_first_feed(alert_id)]
+        key_list = [self.keys.sameness_url(rule, u) for u in mark.urls]
+        key_list += [self.keys.sameness_band(rule, b) for b in bands]
+        key_list += [
+            self.keys.sameness_signature(alert_id),
+            self.keys.sameness_first_feed(alert_id),
+        ]
         s = self.settings
         sig = to_hex(mark.signature) if mark.signature else ""
         args: list[str | int | float] = [alert_id, now, s.window_s, s.threshold, len(mark.urls),
-                                         len(bands), sig, keys.SAMENESS_SIGNATURE,
+                                         len(bands), sig, self.keys.sameness_signature_prefix,
                                          MAX_CANDIDATES, feed,
                                          2 if s.containment is None else s.containment,
                                          CONTAINMENT_FLOOR]  # fmt: skip

@@ -11,13 +11,30 @@ from datetime import datetime
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.sentinel import Sentinel
 from redis.exceptions import RedisError
 
 from monitor import keys
 from monitor.alerts import Alert
-from monitor.config import SENTINEL_SCHEME, parse_sentinel_url
+from monitor.config import CLUSTER_SCHEMES, SENTINEL_SCHEME, parse_cluster_url, parse_sentinel_url
 from monitor.errors import RedisUnavailable
+
+
+class _Cluster(RedisCluster):
+    """redis-py (8.1) resolves a command's routing on a startup node before it
+    initializes, and initializing closes those nodes: commands sent together
+    on a new client then fail ("'NoneType' object has no attribute
+    'writelines'"). Initialize first; the others wait on its lock."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        if self._initialize:
+            await self.initialize()
+        return await super().execute_command(*args, **kwargs)
+
+
+# A single server (or Sentinel's master), or a Cluster: the same commands.
+Client = aioredis.Redis | RedisCluster
 
 # One atomic step: skip an alert_id already delivered, else append it to the
 # stream, remember it, and publish it. A retry after any failure is harmless.
@@ -156,57 +173,64 @@ class Delivery:
     stream_id: str
 
 
-def connect(url: str, max_connections: int = 64) -> aioredis.Redis:
+def connect(url: str, max_connections: int = 64) -> Client:
     """A client whose pool makes callers wait for a connection when all are busy
     (redis-py's default pool fails the extra caller instead, which would look
     like an outage under load). ``redis+sentinel://`` asks the sentinels for
-    the master, and again after a failover."""
+    the master, and again after a failover; ``redis+cluster://`` follows the
+    cluster's slots from any of the listed nodes."""
+    timeouts: dict[str, Any] = {"socket_timeout": 10, "socket_connect_timeout": 5}
     if url.startswith(SENTINEL_SCHEME):
         spec = parse_sentinel_url(url)
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            list(spec.sentinels), socket_timeout=10, socket_connect_timeout=5
-        )
+        sentinel = Sentinel(list(spec.sentinels), **timeouts)  # type: ignore[no-untyped-call]
         # redis-py's Sentinel pool cannot make callers wait: room to spare.
         client: aioredis.Redis = sentinel.master_for(
             spec.service, db=spec.db, username=spec.username, password=spec.password,
-            decode_responses=True, socket_timeout=10, socket_connect_timeout=5,
-            max_connections=4 * max_connections,
+            decode_responses=True, max_connections=4 * max_connections, **timeouts,
         )  # fmt: skip
         return client
+    if url.startswith(CLUSTER_SCHEMES):
+        cspec = parse_cluster_url(url)
+        # Per node; a cluster node's pool cannot make callers wait either.
+        return _Cluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in cspec.nodes],
+            username=cspec.username, password=cspec.password, ssl=cspec.tls,
+            decode_responses=True, max_connections=4 * max_connections, **timeouts,
+        )  # fmt: skip
     pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=20,
-        decode_responses=True,
-        socket_timeout=10,
-        socket_connect_timeout=5,
+        url, max_connections=max_connections, timeout=20, decode_responses=True, **timeouts
     )
     return aioredis.Redis.from_pool(pool)  # the client owns (and closes) its pool
 
 
-async def disconnect(client: aioredis.Redis) -> None:
+def keyspace(client: Client) -> keys.KeySpace:
+    """Cluster needs every key of a script or MULTI in one slot: a hash tag."""
+    return keys.CLUSTER if isinstance(client, RedisCluster) else keys.SERVER
+
+
+async def disconnect(client: Client) -> None:
     """Close a client from ``connect``, and its connections to the sentinels."""
-    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
     await client.aclose()
     for node in getattr(manager, "sentinels", ()):
         await node.aclose()
 
 
-def _queue_state(p: Any, feed: str, fields: Mapping[str, str]) -> None:
-    """Queue a feed-state update on a pipeline; an empty value deletes its
-    field (e.g. an etag the server stopped sending)."""
+def _queue_state(p: Any, key: str, fields: Mapping[str, str]) -> None:
+    """Queue a feed-state update (``key``: its hash) on a pipeline; an empty
+    value deletes its field (e.g. an etag the server stopped sending)."""
     keep = {k: v for k, v in fields.items() if v != ""}
     drop = [k for k, v in fields.items() if v == ""]
     if keep:
-        p.hset(keys.feed_state(feed), mapping=keep)
+        p.hset(key, mapping=keep)
     if drop:
-        p.hdel(keys.feed_state(feed), *drop)
+        p.hdel(key, *drop)
 
 
 class Store:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: Client,
         where: str,
         *,
         stream_maxlen: int,
@@ -215,6 +239,7 @@ class Store:
     ) -> None:
         self.client = client
         self.where = where
+        self.keys = keyspace(client)
         self.stream_maxlen = stream_maxlen
         self.delivered_ttl_s = delivered_ttl_s
         self.seen_per_feed = seen_per_feed
@@ -237,16 +262,16 @@ class Store:
         await disconnect(self.client)
 
     async def feed_hash(self, feed: str) -> dict[str, str]:
-        h: dict[str, str] = await self._call(self.client.hgetall(keys.feed_state(feed)))
+        h: dict[str, str] = await self._call(self.client.hgetall(self.keys.feed_state(feed)))
         return h
 
     async def feed_state(self, feed: str) -> FeedState:
-        h = await self._call(self.client.hgetall(keys.feed_state(feed)))
+        h = await self._call(self.client.hgetall(self.keys.feed_state(feed)))
         return FeedState.from_hash(h)
 
     async def feed_states(self, feeds: Sequence[str]) -> dict[str, FeedState]:
         """The states of many feeds in one round trip (the tick's batch)."""
-        hashes = await self._hashes([keys.feed_state(n) for n in feeds])
+        hashes = await self._hashes([self.keys.feed_state(n) for n in feeds])
         return {n: FeedState.from_hash(h) for n, h in zip(feeds, hashes, strict=True)}
 
     async def _hashes(self, names: Sequence[str]) -> list[dict[str, str]]:
@@ -260,19 +285,19 @@ class Store:
 
     async def save_feed_state(self, feed: str, fields: Mapping[str, str]) -> None:
         async with self.client.pipeline(transaction=True) as p:
-            _queue_state(p, feed, fields)
+            _queue_state(p, self.keys.feed_state(feed), fields)
             await self._call(p.execute())
 
     async def unseen(self, feed: str, identities: Sequence[str]) -> list[str]:
         if not identities:
             return []
-        scores = await self._call(self.client.zmscore(keys.seen(feed), list(identities)))
+        scores = await self._call(self.client.zmscore(self.keys.seen(feed), list(identities)))
         return [i for i, s in zip(identities, scores, strict=True) if s is None]
 
     async def mark_seen(self, feed: str, identities: Sequence[str], now: datetime) -> None:
         if not identities:
             return
-        key = keys.seen(feed)
+        key = self.keys.seen(feed)
         ts = now.timestamp()
         async with self.client.pipeline(transaction=True) as p:
             p.zadd(key, dict.fromkeys(identities, ts), nx=True)
@@ -285,7 +310,7 @@ class Store:
         channels += [c for c in alert.channels if c not in channels]
         new, stream_id = await self._call(
             self._deliver(
-                keys=[keys.delivered(alert.alert_id), keys.ALERT_STREAM],
+                keys=[self.keys.delivered(alert.alert_id), self.keys.alert_stream],
                 args=[
                     alert.to_json(),
                     self.stream_maxlen,
@@ -301,7 +326,7 @@ class Store:
     async def remember_alerted(
         self, feed: str, identity: str, fp: str, alert_ids: dict[str, str]
     ) -> None:
-        key = keys.alerted(feed, identity)
+        key = self.keys.alerted(feed, identity)
         async with self.client.pipeline(transaction=True) as p:
             fields = {FINGERPRINT: fp, **alert_ids}
             p.hset(key, mapping=fields)  # type: ignore[arg-type]
@@ -314,27 +339,27 @@ class Store:
             return {}
         async with self.client.pipeline(transaction=False) as p:
             for i in identities:
-                p.hgetall(keys.alerted(feed, i))
+                p.hgetall(self.keys.alerted(feed, i))
             found = await self._call(p.execute())
         return {i: h for i, h in zip(identities, found, strict=True) if h}
 
     async def due(self, now: float, limit: int) -> list[str]:
         """Feeds whose next poll time has come, most overdue first."""
         names = await self._call(
-            self.client.zrangebyscore(keys.DUE, "-inf", now, start=0, num=limit)
+            self.client.zrangebyscore(self.keys.due, "-inf", now, start=0, num=limit)
         )
         return [str(n) for n in names]
 
     async def set_due(self, due: dict[str, float], *, only_new: bool = False) -> None:
         if due:
-            await self._call(self.client.zadd(keys.DUE, due, nx=only_new))
+            await self._call(self.client.zadd(self.keys.due, due, nx=only_new))
 
     async def unschedule(self, names: Sequence[str]) -> None:
         if names:
-            await self._call(self.client.zrem(keys.DUE, *names))
+            await self._call(self.client.zrem(self.keys.due, *names))
 
     async def due_times(self) -> dict[str, float]:
-        pairs = await self._call(self.client.zrange(keys.DUE, 0, -1, withscores=True))
+        pairs = await self._call(self.client.zrange(self.keys.due, 0, -1, withscores=True))
         return {str(n): float(s) for n, s in pairs}
 
     async def claim(self, names: Sequence[str], owner: str, now: float, until: float) -> list[str]:
@@ -342,35 +367,35 @@ class Store:
         if not names:
             return []
         got = await self._call(
-            self._claim(keys=[keys.DUE, keys.LEASES],
+            self._claim(keys=[self.keys.due, self.keys.leases],
                         args=[repr(now), repr(until), f"{owner}|{until!r}", *names])
         )  # fmt: skip
         return [str(n) for n in got]
 
     async def release(self, names: Sequence[str]) -> None:
         if names:
-            await self._call(self.client.hdel(keys.LEASES, *names))
+            await self._call(self.client.hdel(self.keys.leases, *names))
 
     async def finish_poll(self, name: str, due: float | None, state: Mapping[str, str]) -> None:
         """A poll is over: the feed's state fields (as in save_feed_state), its
         next due time (if any) and its lease's release, in one round trip
         (a 304 poll made six; Redis commands were half of its CPU)."""
         async with self.client.pipeline(transaction=True) as p:
-            _queue_state(p, name, state)
+            _queue_state(p, self.keys.feed_state(name), state)
             if due is not None:
-                p.zadd(keys.DUE, {name: due})
-            p.hdel(keys.LEASES, name)
+                p.zadd(self.keys.due, {name: due})
+            p.hdel(self.keys.leases, name)
             await self._call(p.execute())
 
     async def leases(self) -> dict[str, str]:
         """Feed -> ``owner|until`` of every poll in progress."""
-        h: dict[str, str] = await self._call(self.client.hgetall(keys.LEASES))
+        h: dict[str, str] = await self._call(self.client.hgetall(self.keys.leases))
         return h
 
     async def release_owner(self, owner: str, now: float) -> int:
         """Free the leases an earlier run of this daemon left when it died."""
         n = await self._call(
-            self._release_owner(keys=[keys.DUE, keys.LEASES], args=[owner, repr(now)])
+            self._release_owner(keys=[self.keys.due, self.keys.leases], args=[owner, repr(now)])
         )
         return int(n)
 
@@ -379,7 +404,9 @@ class Store:
     async def ensure_entry_group(self) -> None:
         try:
             await self._call(
-                self.client.xgroup_create(keys.ENTRIES, keys.ENTRY_GROUP, id="0", mkstream=True)
+                self.client.xgroup_create(
+                    self.keys.entries, keys.ENTRY_GROUP, id="0", mkstream=True
+                )
             )
         except RedisUnavailable as exc:
             if "BUSYGROUP" not in exc.detail:
@@ -393,7 +420,9 @@ class Store:
         args: list[str] = [repr(now.timestamp()), str(self.seen_per_feed)]
         for seen_keys, fields in items:
             args += [str(len(seen_keys)), *seen_keys, fields["v"], fields["feed"], fields["item"]]
-        n = await self._call(self._enqueue(keys=[keys.seen(feed), keys.ENTRIES], args=args))
+        n = await self._call(
+            self._enqueue(keys=[self.keys.seen(feed), self.keys.entries], args=args)
+        )
         return int(n)
 
     async def read_entries(self, consumer: str, count: int, *, block_ms: int | None,
@@ -401,12 +430,12 @@ class Store:
         """New entries for this consumer (``start=">"``), or its own pending ones
         after ``start`` (an earlier run's, read again after a restart)."""
         reply = await self._call(
-            self.client.xreadgroup(keys.ENTRY_GROUP, consumer, {keys.ENTRIES: start},
+            self.client.xreadgroup(keys.ENTRY_GROUP, consumer, {self.keys.entries: start},
                                    count=count, block=block_ms)
         )  # fmt: skip
         if not reply:
             return []
-        rows = reply[0][1] if isinstance(reply, list) else reply.get(keys.ENTRIES, [[]])[0]
+        rows = reply[0][1] if isinstance(reply, list) else reply.get(self.keys.entries, [[]])[0]
         return [(str(i), dict(f or {})) for i, f in rows]
 
     async def reclaim_entries(self, consumer: str, min_idle_ms: int,
@@ -416,7 +445,7 @@ class Store:
         start = "0-0"
         for _ in range(100):  # bounded: XAUTOCLAIM scans the pending list in pages
             reply = await self._call(
-                self.client.xautoclaim(keys.ENTRIES, keys.ENTRY_GROUP, consumer, min_idle_ms,
+                self.client.xautoclaim(self.keys.entries, keys.ENTRY_GROUP, consumer, min_idle_ms,
                                        start_id=start, count=count - len(got))
             )  # fmt: skip
             start, rows = str(reply[0]), reply[1]
@@ -428,8 +457,8 @@ class Store:
     async def ack_entry(self, entry_id: str) -> None:
         """Done: out of the pending list and out of the stream."""
         async with self.client.pipeline(transaction=True) as p:
-            p.xack(keys.ENTRIES, keys.ENTRY_GROUP, entry_id)
-            p.xdel(keys.ENTRIES, entry_id)
+            p.xack(self.keys.entries, keys.ENTRY_GROUP, entry_id)
+            p.xdel(self.keys.entries, entry_id)
             await self._call(p.execute())
 
     async def deliveries(self, entry_ids: Sequence[str]) -> dict[str, int]:
@@ -438,7 +467,7 @@ class Store:
             return {}
         async with self.client.pipeline(transaction=False) as p:
             for i in entry_ids:
-                p.xpending_range(keys.ENTRIES, keys.ENTRY_GROUP, min=i, max=i, count=1)
+                p.xpending_range(self.keys.entries, keys.ENTRY_GROUP, min=i, max=i, count=1)
             replies = await self._call(p.execute())
         return {i: int(r[0]["times_delivered"]) for i, r in zip(entry_ids, replies, strict=True)
                 if r}  # fmt: skip
@@ -449,31 +478,31 @@ class Store:
         dead = {**fields, "entry_id": entry_id, "reason": reason,
                 "deliveries": str(deliveries), "at": now.isoformat()}  # fmt: skip
         async with self.client.pipeline(transaction=True) as p:
-            p.xadd(keys.DEAD_ENTRIES, dead, maxlen=self.stream_maxlen,  # type: ignore[arg-type]
+            p.xadd(self.keys.dead_entries, dead, maxlen=self.stream_maxlen,  # type: ignore[arg-type]
                    approximate=True)  # fmt: skip
-            p.xack(keys.ENTRIES, keys.ENTRY_GROUP, entry_id)
-            p.xdel(keys.ENTRIES, entry_id)
+            p.xack(self.keys.entries, keys.ENTRY_GROUP, entry_id)
+            p.xdel(self.keys.entries, entry_id)
             await self._call(p.execute())
 
     async def dead_entries(self, count: int) -> list[tuple[str, dict[str, str]]]:
         """The oldest ``count`` dead-lettered entries."""
-        rows = await self._call(self.client.xrange(keys.DEAD_ENTRIES, count=count))
+        rows = await self._call(self.client.xrange(self.keys.dead_entries, count=count))
         return [(str(i), dict(f)) for i, f in rows]
 
     async def requeue_dead(self, dead_id: str, fields: dict[str, str]) -> None:
         """Put a dead-lettered entry back into the entry stream, atomically."""
         entry = {k: fields[k] for k in ("v", "feed", "item") if k in fields}
         async with self.client.pipeline(transaction=True) as p:
-            p.xadd(keys.ENTRIES, entry)  # type: ignore[arg-type]
-            p.xdel(keys.DEAD_ENTRIES, dead_id)
+            p.xadd(self.keys.entries, entry)  # type: ignore[arg-type]
+            p.xdel(self.keys.dead_entries, dead_id)
             await self._call(p.execute())
 
     async def dead_count(self) -> int:
-        return int(await self._call(self.client.xlen(keys.DEAD_ENTRIES)))
+        return int(await self._call(self.client.xlen(self.keys.dead_entries)))
 
     async def queued_entries(self) -> int:
         """Entries not yet acknowledged (waiting or in progress): the back-pressure gauge."""
-        return int(await self._call(self.client.xlen(keys.ENTRIES)))
+        return int(await self._call(self.client.xlen(self.keys.entries)))
 
     # --- per-host limits shared by every daemon ---
 
@@ -484,55 +513,55 @@ class Store:
         the host has no free slot now (try again)."""
         reply = await self._call(
             self._host_acquire(
-                keys=[keys.host_inflight(host), keys.host_next(host)],
+                keys=[self.keys.host_inflight(host), self.keys.host_next(host)],
                 args=[token, per_host, repr(spacing_s), repr(hold_s)],
             )
         )
         return None if reply == -1 else float(reply)
 
     async def host_release(self, host: str, token: str) -> None:
-        await self._call(self.client.zrem(keys.host_inflight(host), token))
+        await self._call(self.client.zrem(self.keys.host_inflight(host), token))
 
     # --- live daemons ---
 
     async def heartbeat(self, daemon_id: str, fields: dict[str, str], ttl_s: float) -> None:
-        key = keys.daemon(daemon_id)
+        key = self.keys.daemon(daemon_id)
         async with self.client.pipeline(transaction=True) as p:
-            p.sadd(keys.DAEMONS, daemon_id)
+            p.sadd(self.keys.daemons, daemon_id)
             p.hset(key, mapping=dict(fields))  # type: ignore[arg-type]
             p.pexpire(key, max(1, int(ttl_s * 1000)))
             await self._call(p.execute())
 
     async def unregister(self, daemon_id: str) -> None:
         async with self.client.pipeline(transaction=True) as p:
-            p.srem(keys.DAEMONS, daemon_id)
-            p.delete(keys.daemon(daemon_id))
+            p.srem(self.keys.daemons, daemon_id)
+            p.delete(self.keys.daemon(daemon_id))
             await self._call(p.execute())
 
     async def daemons(self) -> dict[str, dict[str, str]]:
         """Every daemon whose heartbeat has not expired (the others are forgotten)."""
-        ids = sorted(str(i) for i in await self._call(self.client.smembers(keys.DAEMONS)))
-        found = await self._hashes([keys.daemon(i) for i in ids])
+        ids = sorted(str(i) for i in await self._call(self.client.smembers(self.keys.daemons)))
+        found = await self._hashes([self.keys.daemon(i) for i in ids])
         gone = [i for i, h in zip(ids, found, strict=True) if not h]
         if gone:
-            await self._call(self.client.srem(keys.DAEMONS, *gone))
+            await self._call(self.client.srem(self.keys.daemons, *gone))
         return {i: h for i, h in zip(ids, found, strict=True) if h}
 
     async def count_alerts(self, feed: str, n: int) -> None:
         if n:
-            await self._call(self.client.hincrby(keys.feed_state(feed), "alerts", n))
+            await self._call(self.client.hincrby(self.keys.feed_state(feed), "alerts", n))
 
     async def count_errors(self, feed: str) -> int:
         """One more consecutive failure; returns the new count."""
-        return int(await self._call(self.client.hincrby(keys.feed_state(feed), "errors", 1)))
+        return int(await self._call(self.client.hincrby(self.keys.feed_state(feed), "errors", 1)))
 
     async def seen_count(self, feed: str) -> int:
-        return int(await self._call(self.client.zcard(keys.seen(feed))))
+        return int(await self._call(self.client.zcard(self.keys.seen(feed))))
 
     async def group_lags(self) -> dict[str, int | None]:
         """Unread entries per consumer group of the alert stream (None: unknown)."""
         try:
-            groups = await self._call(self.client.xinfo_groups(keys.ALERT_STREAM))
+            groups = await self._call(self.client.xinfo_groups(self.keys.alert_stream))
         except RedisUnavailable as exc:
             if "no such key" in exc.detail:
                 return {}

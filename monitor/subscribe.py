@@ -11,11 +11,10 @@ import time
 from collections.abc import Callable
 from typing import cast
 
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from monitor import keys
 from monitor.alerts import Alert
+from monitor.store import Client, keyspace
 
 BLOCK_MS = 5000
 
@@ -49,7 +48,7 @@ def start_id(from_start: bool, since_s: float, now: float | None = None) -> str:
 
 
 async def subscribe(
-    client: aioredis.Redis,
+    client: Client,
     emit: Callable[[str], None],
     *,
     rule: str | None,
@@ -58,17 +57,14 @@ async def subscribe(
     limit: int | None = None,
 ) -> int:
     """Emit alerts until ``limit`` alerts (or forever); returns how many."""
+    stream = keyspace(client).alert_stream
     last = from_id
     if last == "$":
-        info = (
-            await client.xinfo_stream(keys.ALERT_STREAM)
-            if await client.exists(keys.ALERT_STREAM)
-            else None
-        )
+        info = await client.xinfo_stream(stream) if await client.exists(stream) else None
         last = info["last-generated-id"] if info else "0"
     count = 0
     while limit is None or count < limit:
-        resp = await client.xread({keys.ALERT_STREAM: last}, block=BLOCK_MS, count=100)
+        resp = await client.xread({stream: last}, block=BLOCK_MS, count=100)
         batches = cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], resp or [])
         for _stream, entries in batches:
             for entry_id, fields in entries:
@@ -87,7 +83,7 @@ async def subscribe(
 
 
 async def consume_group(
-    client: aioredis.Redis,
+    client: Client,
     emit: Callable[[str], None],
     *,
     group: str,
@@ -104,8 +100,9 @@ async def consume_group(
     when it last stopped), then entries other consumers left pending for
     longer than ``claim_idle_ms`` (XAUTOCLAIM), then new entries.
     """
+    stream = keyspace(client).alert_stream
     try:
-        await client.xgroup_create(keys.ALERT_STREAM, group, id="0" if from_start else "$",
+        await client.xgroup_create(stream, group, id="0" if from_start else "$",
                                    mkstream=True)  # fmt: skip
     except ResponseError as exc:
         if "BUSYGROUP" not in str(exc):
@@ -123,21 +120,21 @@ async def consume_group(
                 if not rule or alert.rule == rule:
                     emit(raw if as_json else format_alert(alert))
                     count += 1
-            await client.xack(keys.ALERT_STREAM, group, entry_id)
+            await client.xack(stream, group, entry_id)
             if limit is not None and count >= limit:
                 return True
         return False
 
-    own = await client.xreadgroup(group, consumer, {keys.ALERT_STREAM: "0"}, count=1000)
+    own = await client.xreadgroup(group, consumer, {stream: "0"}, count=1000)
     for _stream, entries in cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], own or []):
         if await handle(entries):
             return count
     while limit is None or count < limit:
-        claimed = await client.xautoclaim(keys.ALERT_STREAM, group, consumer, claim_idle_ms,
+        claimed = await client.xautoclaim(stream, group, consumer, claim_idle_ms,
                                           start_id="0-0", count=100)  # fmt: skip
         if await handle(cast(list[tuple[str, dict[str, str]]], claimed[1])):
             return count
-        resp = await client.xreadgroup(group, consumer, {keys.ALERT_STREAM: ">"},
+        resp = await client.xreadgroup(group, consumer, {stream: ">"},
                                        count=100, block=BLOCK_MS)  # fmt: skip
         batches = cast(list[tuple[str, list[tuple[str, dict[str, str]]]]], resp or [])
         for _stream, entries in batches:

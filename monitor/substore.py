@@ -12,7 +12,6 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from monitor import keys
 from monitor.errors import RedisUnavailable
 from monitor.store import Store
 from monitor.subscriptions import SubscriptionState
@@ -21,6 +20,7 @@ from monitor.subscriptions import SubscriptionState
 class SubscriptionStore:
     def __init__(self, store: Store) -> None:
         self.client = store.client
+        self.keys = store.keys
         self.where = store.where
 
     async def _call(self, coro: Any) -> Any:
@@ -30,16 +30,16 @@ class SubscriptionStore:
             raise RedisUnavailable(self.where, f"{type(exc).__name__}: {exc}") from exc
 
     async def get(self, feed: str) -> SubscriptionState | None:
-        raw: dict[str, str] = await self._call(self.client.hgetall(keys.websub(feed)))
+        raw: dict[str, str] = await self._call(self.client.hgetall(self.keys.websub(feed)))
         return SubscriptionState.from_hash(raw)
 
     async def all(self) -> dict[str, SubscriptionState]:
-        names = sorted(await self._call(self.client.smembers(keys.WEBSUB_FEEDS)))
+        names = sorted(await self._call(self.client.smembers(self.keys.websub_feeds)))
         if not names:
             return {}
         pipe = self.client.pipeline(transaction=False)
         for name in names:
-            pipe.hgetall(keys.websub(name))
+            pipe.hgetall(self.keys.websub(name))
         rows: list[dict[str, str]] = await self._call(pipe.execute())
         found = {}
         for name, raw in zip(names, rows, strict=True):
@@ -50,13 +50,13 @@ class SubscriptionStore:
 
     async def put(self, sub: SubscriptionState) -> None:
         pipe = self.client.pipeline(transaction=True)
-        pipe.delete(keys.websub(sub.feed))
-        pipe.hset(keys.websub(sub.feed), mapping=sub.to_hash())  # type: ignore[arg-type]
-        pipe.sadd(keys.WEBSUB_FEEDS, sub.feed)
+        pipe.delete(self.keys.websub(sub.feed))
+        pipe.hset(self.keys.websub(sub.feed), mapping=sub.to_hash())  # type: ignore[arg-type]
+        pipe.sadd(self.keys.websub_feeds, sub.feed)
         await self._call(pipe.execute())
 
     async def delete(self, feed: str) -> None:
         pipe = self.client.pipeline(transaction=True)
-        pipe.delete(keys.websub(feed))
-        pipe.srem(keys.WEBSUB_FEEDS, feed)
+        pipe.delete(self.keys.websub(feed))
+        pipe.srem(self.keys.websub_feeds, feed)
         await self._call(pipe.execute())

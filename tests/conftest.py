@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 from aiohttp.test_utils import TestServer
 
 from monitor.config import Config
-from tests.servers import NewsSite, RedisServer
+from tests.servers import NewsSite, RedisClusterServers, RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 UNTHROTTLED = {"per_host_concurrency": 16, "per_host_spacing_s": 0}
@@ -29,6 +29,27 @@ async def redis_url(redis_server: RedisServer) -> AsyncIterator[str]:
     await client.flushall()
     await client.aclose()
     yield redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    cluster = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["server", "cluster"])
+async def any_redis_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """A clean single server, then a clean three-node Redis Cluster: tests of
+    the Redis side run on both."""
+    if request.param == "server":
+        return redis_url
+    cluster: RedisClusterServers = request.getfixturevalue("redis_cluster")
+    cluster.flush()
+    return cluster.url
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ async def stream_entries(url: str) -> list[dict[str, str]]:
     """The fields of every entry in the alert stream, oldest first."""
     client = aioredis.Redis.from_url(url, decode_responses=True)
     try:
-        rows = cast(list[tuple[str, dict[str, str]]], await client.xrange(keys.ALERT_STREAM))
+        rows = cast(list[tuple[str, dict[str, str]]], await client.xrange(keys.SERVER.alert_stream))
     finally:
         await client.aclose()
     return [fields for _id, fields in rows]
@@ -90,6 +90,98 @@ class RedisServer:
             self.proc.terminate()
             self.proc.wait(timeout=10)
             self.proc = None
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster-bus port (+10000) is free too."""
+    for _ in range(200):  # bounded
+        port = free_port()
+        if port >= 55535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+class RedisClusterServers:
+    """A real Redis Cluster of three masters (no replicas) on 127.0.0.1, with
+    the 16384 slots split between them."""
+
+    SLOTS = 16384
+
+    def __init__(self, workdir: Path, nodes: int = 3) -> None:
+        self.workdir = workdir
+        self.ports = [free_cluster_port() for _ in range(nodes)]
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def start(self) -> None:
+        for port in self.ports:
+            node_dir = self.workdir / str(port)
+            node_dir.mkdir(parents=True, exist_ok=True)
+            self.procs.append(subprocess.Popen(
+                [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1",
+                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                 "--cluster-node-timeout", "5000", "--save", "", "--appendonly", "no",
+                 "--dir", str(node_dir)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))  # fmt: skip
+        clients = [redis.Redis(port=p, socket_timeout=2) for p in self.ports]
+        try:
+            for c in clients:
+                _until(c.ping)
+            share = -(-self.SLOTS // len(clients))
+            for i, c in enumerate(clients):
+                slots = range(i * share, min(self.SLOTS, (i + 1) * share))
+                c.execute_command("CLUSTER ADDSLOTS", *slots)  # type: ignore[no-untyped-call]
+            for p in self.ports[1:]:
+                clients[0].execute_command("CLUSTER MEET", "127.0.0.1", p)  # type: ignore[no-untyped-call]
+            for c in clients:
+                _until(lambda c=c: c.execute_command("CLUSTER INFO")["cluster_state"] == "ok")
+        finally:
+            for c in clients:
+                c.close()
+
+    def node_of(self, key: str) -> int:
+        """The port of the master that holds ``key``'s slot."""
+        with redis.Redis(port=self.ports[0], socket_timeout=2) as c:
+            slot = c.execute_command("CLUSTER KEYSLOT", key)
+            for start, end, (_host, port, *_), *_replicas in c.execute_command("CLUSTER SLOTS"):
+                if start <= slot <= end:
+                    return int(port)
+        raise AssertionError(f"no master holds slot {slot}")
+
+    def flush(self) -> None:
+        for p in self.ports:
+            with redis.Redis(port=p, socket_timeout=2) as c:
+                c.flushall()
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.wait(timeout=10)
+        self.procs = []
+
+
+def _until(check: Any, within_s: float = 20) -> None:
+    """Bounded wait until ``check()`` is true and raises no Redis error."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except redis.RedisError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"test Redis Cluster not ready within {within_s} s")
 
 
 @dataclass

@@ -70,7 +70,7 @@ async def test_polling_pauses_while_the_entry_stream_is_full(
             assert polled() == FEEDS
             assert sorted(got) == sorted(f"guid:{i}-{k}" for i in range(FEEDS)
                                          for k in range(PER_FEED))  # fmt: skip
-            assert await app.store.client.xlen(keys.ENTRIES) == 0
+            assert await app.store.client.xlen(keys.SERVER.entries) == 0
         finally:
             daemon.stopping.set()
             await asyncio.wait_for(run, timeout=30)

@@ -36,7 +36,7 @@ async def add(url: str, n: int) -> None:
     try:
         for i in range(n):
             await client.xadd(
-                keys.ALERT_STREAM, {"alert": alert(i).to_json(), "alert_id": f"id-{i}"}
+                keys.SERVER.alert_stream, {"alert": alert(i).to_json(), "alert_id": f"id-{i}"}
             )
     finally:
         await client.aclose()
@@ -62,7 +62,7 @@ async def test_group_acks_after_printing_and_rereads_what_a_crash_left(redis_url
                                 as_json=True, from_start=True, limit=3)  # fmt: skip
         assert n == 3
         assert [json.loads(t)["alert_id"] for t in again] == ["id-0", "id-1", "id-2"]
-        pending = await client.xpending(keys.ALERT_STREAM, "g")
+        pending = await client.xpending(keys.SERVER.alert_stream, "g")
         assert pending["pending"] == 0
     finally:
         await client.aclose()
@@ -72,9 +72,9 @@ async def test_stale_pending_of_a_dead_consumer_is_claimed(redis_url: str) -> No
     await add(redis_url, 2)
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        await client.xgroup_create(keys.ALERT_STREAM, "g", id="0")
+        await client.xgroup_create(keys.SERVER.alert_stream, "g", id="0")
         # "dead" reads both and never acks.
-        await client.xreadgroup("g", "dead", {keys.ALERT_STREAM: ">"}, count=10)
+        await client.xreadgroup("g", "dead", {keys.SERVER.alert_stream: ">"}, count=10)
         got: list[str] = []
         n = await consume_group(
             client, got.append, group="g", consumer="alive", rule=None, as_json=True,
@@ -99,7 +99,7 @@ async def test_cli_subscribe_with_group(redis_url: str, tmp_path: Path) -> None:
     assert out.decode().count("Story ") == 2
     client = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        (group,) = await client.xinfo_groups(keys.ALERT_STREAM)
+        (group,) = await client.xinfo_groups(keys.SERVER.alert_stream)
         assert group["name"] == "ops"
         assert group["pending"] == 0
     finally:
@@ -114,7 +114,7 @@ async def test_lagging_group_is_warned_about(redis_url: str, tmp_path: Path) -> 
     await pubsub.subscribe(keys.SYSTEM_CHANNEL)
     try:
         await add(redis_url, 900)
-        await client.xgroup_create(keys.ALERT_STREAM, "analysts", id="0")
+        await client.xgroup_create(keys.SERVER.alert_stream, "analysts", id="0")
         async with open_app(cfg, redis_url, load_rules(cfg.rule_files())) as app:
             warnings = await Daemon(app).check_lag()
             assert len(warnings) == 2

@@ -20,8 +20,8 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[Store]:
-    s = Store(connect(redis_url), redis_url, stream_maxlen=1000, delivered_ttl_s=3600,
+async def store(any_redis_url: str) -> AsyncIterator[Store]:
+    s = Store(connect(any_redis_url), any_redis_url, stream_maxlen=1000, delivered_ttl_s=3600,
               seen_per_feed=100)  # fmt: skip
     yield s
     await s.close()
@@ -100,7 +100,7 @@ async def test_enqueue_marks_seen_and_workers_share_ack_and_reclaim(store: Store
     for entry_id, _f in taken:
         await store.ack_entry(entry_id)
     assert await store.queued_entries() == 0
-    pending = await store.client.xpending(keys.ENTRIES, keys.ENTRY_GROUP)
+    pending = await store.client.xpending(store.keys.entries, keys.ENTRY_GROUP)
     assert pending["pending"] == 0
 
 
@@ -121,6 +121,6 @@ async def test_registry_lists_live_daemons_and_forgets_dead_ones(store: Store) -
             break
         await asyncio.sleep(0.1)
     assert [r.daemon for r in await daemon_statuses(store)] == ["h:/a"]
-    assert await store.client.smembers(keys.DAEMONS) == {"h:/a"}
+    assert await store.client.smembers(store.keys.daemons) == {"h:/a"}
     await store.unregister("h:/a")
     assert render_daemons(await daemon_statuses(store)) == "no live daemon"

@@ -99,7 +99,7 @@ async def test_an_entry_that_always_raises_is_dead_lettered_and_can_be_requeued(
         assert calls.count(f"{base}/a/0.html") == 2
         assert worker.processed == 1 and worker.alerts == 1  # the good entry went through
         assert await app.store.queued_entries() == 0  # out of the entry stream ...
-        pending = await app.store.client.xpending(keys.ENTRIES, keys.ENTRY_GROUP)
+        pending = await app.store.client.xpending(keys.SERVER.entries, keys.ENTRY_GROUP)
         assert pending["pending"] == 0
         [(_dead_id, fields)] = await app.store.dead_entries(10)  # ... and into the dead one
         assert fields["entry_id"] and fields["feed"] == "news" and fields["deliveries"] == "2"
@@ -149,7 +149,7 @@ async def test_an_entry_whose_workers_keep_dying_is_dead_lettered_unprocessed(
         # Handed to three consumers in turn, each "killed" before it acked.
         [(entry_id, _fields)] = await app.store.read_entries("dead-1", 1, block_ms=None)
         for dead in ("dead-2", "dead-3"):
-            await raw.xclaim(keys.ENTRIES, keys.ENTRY_GROUP, dead, 0, [entry_id])
+            await raw.xclaim(keys.SERVER.entries, keys.ENTRY_GROUP, dead, 0, [entry_id])
         await raw.aclose()
         assert (await app.store.deliveries([entry_id]))[entry_id] == 3
         worker = EntryWorker(app.store, app.pipeline, "w", max_inflight=4, claim_idle_s=1,
@@ -182,7 +182,7 @@ async def test_a_failing_entry_below_the_limit_stays_pending(
             await app.store.enqueue("news", [story(news, base, feed, 3)], NOW)
 
             async def pending() -> bool:
-                p = await app.store.client.xpending(keys.ENTRIES, keys.ENTRY_GROUP)
+                p = await app.store.client.xpending(keys.SERVER.entries, keys.ENTRY_GROUP)
                 return int(p["pending"]) == 1 and not worker.tasks
 
             await until(pending, "the failed attempt")

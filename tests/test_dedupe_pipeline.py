@@ -73,7 +73,7 @@ async def test_the_same_story_in_two_feeds_gives_one_alert_and_one_update(
     async with open_app(cfg, redis_url, load_rules(cfg.rule_files())) as app:
         outcomes = [await app.pipeline.poll(f) for f in (world, wire, share)]
         # A crash before the seen-marks: after a restart the wire entry is processed again.
-        await app.store.client.delete(keys.seen("wire"))
+        await app.store.client.delete(keys.SERVER.seen("wire"))
     async with open_app(cfg, redis_url, load_rules(cfg.rule_files())) as app:
         again = await app.pipeline.poll(wire)
     assert [o.alerts for o in outcomes] == [1, 0, 0]

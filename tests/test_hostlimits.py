@@ -9,15 +9,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from monitor import keys
 from monitor.hostlimits import SharedHostLimiter
 from monitor.store import Store, connect
 
 
 @pytest.fixture
-async def stores(redis_url: str) -> AsyncIterator[list[Store]]:
+async def stores(any_redis_url: str) -> AsyncIterator[list[Store]]:
     def store() -> Store:
-        return Store(connect(redis_url), redis_url, stream_maxlen=1000, delivered_ttl_s=3600,
+        return Store(connect(any_redis_url), any_redis_url, stream_maxlen=1000,
+                     delivered_ttl_s=3600,
                      seen_per_feed=100)  # fmt: skip
 
     made = [store(), store()]
@@ -51,7 +51,7 @@ async def test_concurrency_and_spacing_hold_across_two_daemons(stores: list[Stor
     # make a start late, never early.
     for k, at in enumerate(sorted(starts)):
         assert at - began >= k * spacing * 0.95, (k, at - began)
-    assert await stores[0].client.zcard(keys.host_inflight("news.example")) == 0
+    assert await stores[0].client.zcard(stores[0].keys.host_inflight("news.example")) == 0
 
 
 async def test_a_dead_daemons_requests_stop_counting_when_their_lease_ends(

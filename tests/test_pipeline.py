@@ -176,7 +176,7 @@ async def test_broken_feed_is_reported_and_others_go_on(
             app.pipeline.poll(Feed("bad", f"{base}/broken.xml", 60)),
             app.pipeline.poll(Feed("news", f"{base}/feed.xml", 60)),
         )
-        state = await app.store.client.hgetall(keys.feed_state("bad"))
+        state = await app.store.client.hgetall(keys.SERVER.feed_state("bad"))
     assert bad.status == "failed"
     assert bad.error_kind == "not_a_feed"
     assert state["last_error_kind"] == "not_a_feed"

@@ -183,9 +183,9 @@ async def test_a_poll_ending_in_an_outage_is_rescheduled_once_redis_is_back(
         await asyncio.sleep(0.1)  # the first due time is spread a little
         await daemon.tick()
         assert daemon.running == {"news"}
-        leased_until = await client.zscore(keys.DUE, "news")
+        leased_until = await client.zscore(keys.SERVER.due, "news")
         assert leased_until is not None
-        assert await client.hexists(keys.LEASES, "news")
+        assert await client.hexists(keys.SERVER.leases, "news")
         await client.aclose()
 
         private_redis.stop()
@@ -198,10 +198,10 @@ async def test_a_poll_ending_in_an_outage_is_rescheduled_once_redis_is_back(
         private_redis.start()
         client = aioredis.Redis.from_url(url)
         await daemon.tick()
-        due = await client.zscore(keys.DUE, "news")
+        due = await client.zscore(keys.SERVER.due, "news")
         assert due == daemon.due_local["news"]
         assert due < leased_until - 60  # the poll's own backoff, not the lease's end
-        assert not await client.hexists(keys.LEASES, "news")
+        assert not await client.hexists(keys.SERVER.leases, "news")
         assert not daemon.unsynced
         assert not daemon.unreleased
         daemon.queue.put_nowait(None)

@@ -77,7 +77,7 @@ async def until_processed(sock: Path) -> None:
     client = aioredis.Redis.from_url(f"unix://{sock}")
     try:
         for _ in range(400):
-            if await client.xlen(keys.ENTRIES) == 0:
+            if await client.xlen(keys.SERVER.entries) == 0:
                 return
             await asyncio.sleep(0.05)
     finally:

@@ -72,7 +72,7 @@ async def test_the_daemons_store_finds_the_master_through_sentinel(
         await store.close()
     direct = aioredis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        assert await direct.zscore(keys.DUE, "f") == 60.0  # written on the master
-        assert await direct.hget(keys.LEASES, "f") == "me|60.0"
+        assert await direct.zscore(keys.SERVER.due, "f") == 60.0  # written on the master
+        assert await direct.hget(keys.SERVER.leases, "f") == "me|60.0"
     finally:
         await direct.aclose()

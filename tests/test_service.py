@@ -63,7 +63,7 @@ async def eventually(probe: Callable[[], Awaitable[int]], at_least: int) -> None
 async def stream_len(url: str) -> int:
     client = aioredis.Redis.from_url(url)
     try:
-        return await client.xlen(keys.ALERT_STREAM)
+        return await client.xlen(keys.SERVER.alert_stream)
     finally:
         await client.aclose()
 

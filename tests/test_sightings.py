@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from monitor import keys
 from monitor.alerts import Alert
 from monitor.config import DedupeSettings
 from monitor.entries import Article, Entry
@@ -28,9 +27,14 @@ def mark(text: str, *urls: str) -> StoryMark:
     return StoryMark(urls, sig)
 
 
+async def sameness_keys(store: Store) -> list[str]:
+    """On every node of a Cluster too (KEYS asks one)."""
+    return [k async for k in store.client.scan_iter(match=f"{store.keys.prefix}:same:*")]
+
+
 @pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[Store]:
-    s = Store(connect(redis_url), redis_url, stream_maxlen=1000, delivered_ttl_s=3600,
+async def store(any_redis_url: str) -> AsyncIterator[Store]:
+    s = Store(connect(any_redis_url), any_redis_url, stream_maxlen=1000, delivered_ttl_s=3600,
               seen_per_feed=100)  # fmt: skip
     try:
         yield s
@@ -123,13 +127,13 @@ async def test_every_key_expires_within_the_window(store: Store) -> None:
     m = mark(ZH, "//news.example/1", "//wire.example/zh")
     await sights.claim("r", "a1", "f", m, NOW)
     assert m.signature is not None
-    written = [keys.sameness_url("r", u) for u in m.urls]
-    written += [keys.sameness_band("r", b) for b in band_keys(m.signature.values)]
-    written += [keys.sameness_signature("a1"), keys.sameness_first_feed("a1")]
+    written = [store.keys.sameness_url("r", u) for u in m.urls]
+    written += [store.keys.sameness_band("r", b) for b in band_keys(m.signature.values)]
+    written += [store.keys.sameness_signature("a1"), store.keys.sameness_first_feed("a1")]
     for key in written:
         ttl = await store.client.ttl(key)
         assert 0 < ttl <= WINDOW, key
-    assert len(await store.client.keys(f"{keys.PREFIX}:same:*")) == len(written)
+    assert len(await sameness_keys(store)) == len(written)
 
 
 async def test_a_story_older_than_the_window_is_not_matched(store: Store) -> None:
@@ -141,7 +145,7 @@ async def test_a_story_older_than_the_window_is_not_matched(store: Store) -> Non
     m = mark(EN)
     assert m.signature is not None
     members = await store.client.zrange(
-        keys.sameness_band("r", band_keys(m.signature.values)[0]), 0, -1
+        store.keys.sameness_band("r", band_keys(m.signature.values)[0]), 0, -1
     )
     assert members == ["a2"]
 
@@ -203,9 +207,9 @@ async def test_while_alerts_wait_in_the_spool_redis_is_not_asked(store: Store) -
     alerts = [_alert("r", "a1")]
     article = _article("https://news.example/1")
     assert await sights.resolve(alerts, article, now, spooling=True) == alerts
-    assert await store.client.keys(f"{keys.PREFIX}:same:*") == []
+    assert await sameness_keys(store) == []
     assert await sights.resolve(alerts, article, now) == alerts
-    assert await store.client.keys(f"{keys.PREFIX}:same:*") != []
+    assert await sameness_keys(store) != []
 
 
 async def test_redis_away_means_new_alerts_not_lost_ones() -> None:

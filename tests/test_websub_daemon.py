@@ -76,7 +76,7 @@ async def test_daemon_subscribes_pushes_safety_polls_and_unsubscribes(
         await daemon.wait_for("feed.fetched feed=news", after=mark)
         ahead = 0.0
         for _ in range(50):  # the due time is written just after the log line
-            due = await client.zscore(keys.DUE, "news")
+            due = await client.zscore(keys.SERVER.due, "news")
             ahead = (due or 0.0) - time.time()
             if ahead > 2.0:
                 break
@@ -98,7 +98,7 @@ async def test_daemon_subscribes_pushes_safety_polls_and_unsubscribes(
         await hub.wait_until(lambda: not hub.subs)
         await daemon.wait_for("websub.unsubscribed feed=news", after=mark)
         assert hub.requests[-1]["hub.mode"] == "unsubscribe"
-        assert await client.exists(keys.websub("news")) == 0
+        assert await client.exists(keys.SERVER.websub("news")) == 0
     finally:
         await client.aclose()
         if proc.returncode is None:
