@@ -519,8 +519,12 @@ class Store:
         )
         return None if reply == -1 else float(reply)
 
-    async def host_release(self, host: str, token: str) -> None:
-        await self._call(self.client.zrem(self.keys.host_inflight(host), token))
+    async def host_release_many(self, releases: Sequence[tuple[str, str]]) -> None:
+        """End requests, given as (host, token), in one round trip."""
+        async with self.client.pipeline(transaction=False) as p:
+            for host, token in releases:
+                p.zrem(self.keys.host_inflight(host), token)
+            await self._call(p.execute())
 
     # --- live daemons ---
 

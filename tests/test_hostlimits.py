@@ -66,3 +66,39 @@ async def test_a_dead_daemons_requests_stop_counting_when_their_lease_ends(
     async with asyncio.timeout(10), live.slot("h"):
         waited = time.monotonic() - started
     assert 0.2 <= waited < 5
+
+
+async def test_requests_ending_together_release_in_one_round_trip(
+    stores: list[Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = stores[0]
+    limiter = SharedHostLimiter(2, 0.0, store, "d", hold_s=30)
+    batches: list[int] = []
+    send = store.host_release_many
+
+    async def counted(releases: list[tuple[str, str]]) -> None:
+        batches.append(len(releases))
+        await send(releases)
+
+    monkeypatch.setattr(store, "host_release_many", counted)
+    hosts = [f"h{i}.example" for i in range(20)]
+    inside = 0
+    all_in, end = asyncio.Event(), asyncio.Event()
+
+    async def request(host: str) -> None:
+        nonlocal inside
+        async with limiter.slot(host):
+            inside += 1
+            if inside == len(hosts):
+                all_in.set()
+            await end.wait()
+
+    async with asyncio.timeout(10):
+        tasks = [asyncio.create_task(request(h)) for h in hosts]
+        await all_in.wait()
+        end.set()
+        await asyncio.gather(*tasks)
+    assert sum(batches) == len(hosts)
+    assert len(batches) <= 2, batches  # the first alone at most, then the rest
+    for h in hosts:  # every release reached Redis before its slot was free
+        assert await store.client.zcard(store.keys.host_inflight(h)) == 0
