@@ -8,9 +8,9 @@ next request to that host may start. One Lua script decides, on Redis's own
 clock, so daemons on machines with skewed clocks agree. While Redis is away
 the local gate alone applies.
 
-Releases that finish together go to Redis together: one pipelined round
-trip for all the requests that ended while the previous one was on its
-way (a round trip per release was a sixth of a 304 poll's CPU).
+Releases that finish together go to Redis together (``Coalescer``): one
+pipelined round trip for all the requests that ended while the previous
+one was on its way (a round trip per release was a sixth of a 304 poll's CPU).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import itertools
 import logging
 from collections.abc import AsyncIterator
 
+from monitor.coalesce import Coalescer
 from monitor.errors import RedisUnavailable
 from monitor.logs import event
 from monitor.politeness import HostLimiter
@@ -42,8 +43,7 @@ class SharedHostLimiter(HostLimiter):
         self.owner = owner
         self.hold_s = hold_s  # a lease outlives any one request (its time limit)
         self._ids = itertools.count()
-        self._releases: list[tuple[str, str, asyncio.Future[None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._releases = Coalescer(self._release)
 
     @contextlib.asynccontextmanager
     async def slot(self, host: str) -> AsyncIterator[None]:
@@ -55,34 +55,13 @@ class SharedHostLimiter(HostLimiter):
                 yield
             finally:
                 if token is not None:
-                    await self._release_shared(host, token)
+                    # Freeing the local slot only once this is sent keeps our
+                    # next request to the host from finding its Redis slots taken.
+                    await self._releases.submit((host, token))
 
-    async def _release_shared(self, host: str, token: str) -> None:
-        """Queue the release, and wait until it is sent: the local slot is
-        freed only then, so our next request to the host does not find its
-        Redis slots still taken."""
-        done = asyncio.get_running_loop().create_future()
-        self._releases.append((host, token, done))
-        if self._flusher is None:
-            self._flusher = asyncio.get_running_loop().create_task(self._flush_releases())
-        await done
-
-    async def _flush_releases(self) -> None:
-        try:
-            while self._releases:
-                batch, self._releases = self._releases, []
-                try:
-                    with contextlib.suppress(RedisUnavailable):  # the lease runs out
-                        await self.store.host_release_many([(h, t) for h, t, _ in batch])
-                finally:
-                    for _h, _t, done in batch:
-                        if not done.done():
-                            done.set_result(None)
-        finally:
-            self._flusher = None
-            for _h, _t, done in self._releases:  # cancelled (shutdown): nobody waits
-                if not done.done():
-                    done.set_result(None)
+    async def _release(self, releases: list[tuple[str, str]]) -> None:
+        with contextlib.suppress(RedisUnavailable):  # their leases run out
+            await self.store.host_release_many(releases)
 
     async def _acquire_shared(self, host: str) -> tuple[str | None, float]:
         token = f"{self.owner}#{next(self._ids)}"

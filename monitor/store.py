@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 
 from monitor import keys
 from monitor.alerts import Alert
+from monitor.coalesce import Coalescer
 from monitor.config import CLUSTER_SCHEMES, SENTINEL_SCHEME, parse_cluster_url, parse_sentinel_url
 from monitor.errors import RedisUnavailable
 
@@ -248,6 +249,7 @@ class Store:
         self._release_owner = client.register_script(_RELEASE_OWNER)
         self._enqueue = client.register_script(_ENQUEUE)
         self._host_acquire = client.register_script(_HOST_ACQUIRE)
+        self._finishes = Coalescer(self._finish_polls)
 
     async def _call(self, coro: Any) -> Any:
         try:
@@ -378,13 +380,19 @@ class Store:
 
     async def finish_poll(self, name: str, due: float | None, state: Mapping[str, str]) -> None:
         """A poll is over: the feed's state fields (as in save_feed_state), its
-        next due time (if any) and its lease's release, in one round trip
-        (a 304 poll made six; Redis commands were half of its CPU)."""
+        next due time (if any) and its lease's release, atomically. Polls that
+        end together share one MULTI: one round trip (a 304 poll once made
+        six, and Redis commands were half of its CPU)."""
+        await self._finishes.submit((name, due, state))
+
+    async def _finish_polls(self, polls: list[tuple[str, float | None, Mapping[str, str]]]) -> None:
         async with self.client.pipeline(transaction=True) as p:
-            _queue_state(p, self.keys.feed_state(name), state)
-            if due is not None:
-                p.zadd(self.keys.due, {name: due})
-            p.hdel(self.keys.leases, name)
+            for name, _due, state in polls:
+                _queue_state(p, self.keys.feed_state(name), state)
+            dues = {name: due for name, due, _state in polls if due is not None}
+            if dues:
+                p.zadd(self.keys.due, dues)
+            p.hdel(self.keys.leases, *(name for name, _due, _state in polls))
             await self._call(p.execute())
 
     async def leases(self) -> dict[str, str]:

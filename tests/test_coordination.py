@@ -124,3 +124,19 @@ async def test_registry_lists_live_daemons_and_forgets_dead_ones(store: Store) -
     assert await store.client.smembers(store.keys.daemons) == {"h:/a"}
     await store.unregister("h:/a")
     assert render_daemons(await daemon_statuses(store)) == "no live daemon"
+
+
+async def test_polls_ending_together_are_finished_in_one_transaction(store: Store) -> None:
+    names = [f"f{i}" for i in range(20)]
+    await store.set_due(dict.fromkeys(names, 10.0))
+    assert sorted(await store.claim(names, "me", 10.0, 500.0)) == sorted(names)
+    await asyncio.gather(*(
+        store.finish_poll(n, 100.0 + i if i % 2 else None, {"last_outcome": "ok", "etag": f"e{i}"})
+        for i, n in enumerate(names)
+    ))  # fmt: skip
+    assert await store.leases() == {}
+    times = await store.due_times()
+    for i, n in enumerate(names):
+        # A poll without a next due time keeps the lease's (500).
+        assert times[n] == (100.0 + i if i % 2 else 500.0)
+        assert (await store.feed_state(n)).etag == f"e{i}"
