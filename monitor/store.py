@@ -12,7 +12,9 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
 from monitor import keys
@@ -193,10 +195,15 @@ def connect(url: str, max_connections: int = 64) -> Client:
     if url.startswith(CLUSTER_SCHEMES):
         cspec = parse_cluster_url(url)
         # Per node; a cluster node's pool cannot make callers wait either.
+        # Few, short retries (redis-py's default is ten, backing off to 0.5 s:
+        # seconds per command): a failover settles within them, and a longer
+        # outage should reach the spool at once, as with one server.
         return _Cluster(
             startup_nodes=[ClusterNode(host, port) for host, port in cspec.nodes],
             username=cspec.username, password=cspec.password, ssl=cspec.tls,
-            decode_responses=True, max_connections=4 * max_connections, **timeouts,
+            decode_responses=True, max_connections=4 * max_connections,
+            retry=Retry(ExponentialWithJitterBackoff(cap=0.25, base=0.02), retries=3),
+            **timeouts,
         )  # fmt: skip
     pool = aioredis.BlockingConnectionPool.from_url(
         url, max_connections=max_connections, timeout=20, decode_responses=True, **timeouts

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import html
 import json
+import os
 import signal
 import sys
 from asyncio.subprocess import Process
@@ -87,14 +88,21 @@ async def status_daemons(cfg: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in out.decode().splitlines() if line.strip()]
 
 
-async def start_daemons(roles: dict[str, str], configs: dict[str, Path]) -> dict[str, Process]:
-    """``feed-monitor run --role ROLE`` per name, each with its config."""
+async def start_daemons(
+    roles: dict[str, str], configs: dict[str, Path], logs: Path | None = None
+) -> dict[str, Process]:
+    """``feed-monitor run --role ROLE`` per name, each with its config; each
+    one's log to ``logs/NAME.log`` if ``logs`` is given."""
     procs: dict[str, Process] = {}
     for name, role in roles.items():
-        procs[name] = await asyncio.create_subprocess_exec(
-            EXE, "run", "--role", role, "--config", str(configs[name]),
-            stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
+        target = logs / f"{name}.log" if logs else Path(os.devnull)
+        err = await asyncio.to_thread(target.open, "wb")
+        try:
+            procs[name] = await asyncio.create_subprocess_exec(
+                EXE, "run", "--role", role, "--config", str(configs[name]), stderr=err,
+            )  # fmt: skip
+        finally:
+            err.close()
     return procs
 
 

@@ -113,26 +113,43 @@ class RedisClusterServers:
 
     SLOTS = 16384
 
-    def __init__(self, workdir: Path, nodes: int = 3) -> None:
+    def __init__(self, workdir: Path, nodes: int = 3, *, persist: bool = False) -> None:
         self.workdir = workdir
+        self.persist = persist  # AOF on, so a node's data survives stop_node/start_node
         self.ports = [free_cluster_port() for _ in range(nodes)]
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
     @property
     def url(self) -> str:
         return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
+    def start_node(self, port: int) -> None:
+        """Start (or restart: nodes.conf remembers its slots) one node."""
+        node_dir = self.workdir / str(port)
+        node_dir.mkdir(parents=True, exist_ok=True)
+        self.procs[port] = subprocess.Popen(
+            [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1",
+             "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+             "--cluster-node-timeout", "5000", "--save", "",
+             "--appendonly", "yes" if self.persist else "no", "--appendfsync", "everysec",
+             "--dir", str(node_dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def stop_node(self, port: int) -> None:
+        proc = self.procs.pop(port)
+        proc.terminate()
+        proc.wait(timeout=10)
+
+    def wait_ok(self) -> None:
+        """Until every node says the cluster is ok (bounded: 20 s)."""
+        for port in self.ports:
+            with redis.Redis(port=port, socket_timeout=2) as c:
+                _until(lambda c=c: c.execute_command("CLUSTER INFO")["cluster_state"] == "ok")
+
     def start(self) -> None:
         for port in self.ports:
-            node_dir = self.workdir / str(port)
-            node_dir.mkdir(parents=True, exist_ok=True)
-            self.procs.append(subprocess.Popen(
-                [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1",
-                 "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                 "--cluster-node-timeout", "5000", "--save", "", "--appendonly", "no",
-                 "--dir", str(node_dir)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            ))  # fmt: skip
+            self.start_node(port)
         clients = [redis.Redis(port=p, socket_timeout=2) for p in self.ports]
         try:
             for c in clients:
@@ -143,11 +160,10 @@ class RedisClusterServers:
                 c.execute_command("CLUSTER ADDSLOTS", *slots)  # type: ignore[no-untyped-call]
             for p in self.ports[1:]:
                 clients[0].execute_command("CLUSTER MEET", "127.0.0.1", p)  # type: ignore[no-untyped-call]
-            for c in clients:
-                _until(lambda c=c: c.execute_command("CLUSTER INFO")["cluster_state"] == "ok")
         finally:
             for c in clients:
                 c.close()
+        self.wait_ok()
 
     def node_of(self, key: str) -> int:
         """The port of the master that holds ``key``'s slot."""
@@ -164,11 +180,8 @@ class RedisClusterServers:
                 c.flushall()
 
     def stop(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            proc.wait(timeout=10)
-        self.procs = []
+        for port in list(self.procs):
+            self.stop_node(port)
 
 
 def _until(check: Any, within_s: float = 20) -> None:

@@ -111,3 +111,54 @@ async def test_daemons_on_a_cluster_alert_each_story_once_on_every_node(
         await listener.aclose()
         await disconnect(client)
     assert [p.returncode for p in procs.values()] == [0, 0]
+
+
+@pytest.mark.timeout(180)
+async def test_a_daemon_rides_out_the_outage_of_its_clusters_shard(
+    tmp_path: Path, site: tuple[NewsSite, str]
+) -> None:
+    """The master that holds feed-monitor's slot stops while polls are in
+    flight, and starts again: the daemon keeps running, spools what it could
+    not deliver, and in the end every story is alerted exactly once."""
+    cluster = RedisClusterServers(tmp_path / "cluster", persist=True)
+    cluster.start()
+    news, base = site
+    feeds = 10
+    first = daemons.publish(news, base, rounds=1, feeds=feeds)
+    cfg = daemons.write_config(tmp_path, "a", cluster.url, base, feeds=feeds)
+    procs = await daemons.start_daemons({"a": "all"}, {"a": cfg}, logs=tmp_path)
+    client = connect(cluster.url)
+    space = keys.CLUSTER
+
+    async def alert_ids() -> list[str]:
+        rows = cast(list[tuple[str, dict[str, str]]], await client.xrange(space.alert_stream))
+        return [f["alert_id"] for _id, f in rows]
+
+    try:
+        await daemons.until("first alerts", lambda: daemons.at_least(alert_ids, first), 60)
+        # Second round behind slow feeds: polls are in flight when Redis goes.
+        total = daemons.publish(news, base, rounds=2, delay_s=1.5, feeds=feeds)
+        hits = sum(news.hits[f"/f/{i}.xml"] for i in range(feeds))
+        await client.zadd(space.due, {f"f{i}": 0 for i in range(feeds)})
+
+        async def polling() -> bool:
+            return sum(news.hits[f"/f/{i}.xml"] for i in range(feeds)) > hits
+
+        await daemons.until("second-round polls started", polling, 30)
+        home = cluster.node_of(space.alert_stream)
+        cluster.stop_node(home)
+        await asyncio.sleep(6)  # polls end, pages are fetched, Redis is away
+        assert procs["a"].returncode is None
+        cluster.start_node(home)
+        cluster.wait_ok()
+        await daemons.until("every alert", lambda: daemons.at_least(alert_ids, total), 90)
+        await asyncio.sleep(2)  # a duplicate would show up now
+        ids = await alert_ids()
+        assert len(ids) == len(set(ids)) == total
+        log = (tmp_path / "a.log").read_text()
+        assert "alert.spooled" in log  # the outage was felt, and bridged
+    finally:
+        await daemons.stop_daemons(procs)
+        await disconnect(client)
+        cluster.stop()
+    assert procs["a"].returncode == 0
