@@ -341,7 +341,7 @@ def cmd_once(args: argparse.Namespace) -> int:
 
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
-    from monitor.store import connect, disconnect
+    from monitor.redisconn import connect, disconnect
     from monitor.subscribe import consume_group, start_id, subscribe
 
     cfg = _config(args)
@@ -422,8 +422,9 @@ def cmd_extract(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from monitor.outbox import Outbox
+    from monitor.redisconn import connect
     from monitor.status import daemon_statuses, feed_statuses, render, render_daemons
-    from monitor.store import Store, connect
+    from monitor.store import Store
 
     cfg = _config(args)
 
@@ -464,7 +465,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
-    from monitor.store import Store, connect
+    from monitor.redisconn import connect
+    from monitor.store import Store
     from monitor.workitem import BadWorkItem, WorkItem
 
     cfg = _config(args)

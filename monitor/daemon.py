@@ -33,11 +33,12 @@ from monitor.logs import event
 from monitor.metrics import Metrics, metrics_app
 from monitor.outbox import Outbox
 from monitor.pipeline import Pipeline, PollOutcome, RulesHolder
+from monitor.redisconn import connect
 from monitor.rules import RuleSet, load_rules
 from monitor.rulewatch import changes
 from monitor.schedule import PollFacts, PollPolicy, next_poll
 from monitor.sdnotify import Notifier
-from monitor.store import FeedState, Store, connect
+from monitor.store import FeedState, Store
 from monitor.substore import SubscriptionStore
 from monitor.websub import WebSub
 from monitor.workers import WorkerPool

@@ -14,7 +14,7 @@ from typing import cast
 from redis.exceptions import ResponseError
 
 from monitor.alerts import Alert
-from monitor.store import Client, keyspace
+from monitor.redisconn import Client, keyspace
 
 BLOCK_MS = 5000
 

@@ -12,8 +12,9 @@ import pytest
 
 from monitor import keys
 from monitor.entries import Entry, Feed
+from monitor.redisconn import connect
 from monitor.status import daemon_statuses, render_daemons
-from monitor.store import Store, connect
+from monitor.store import Store
 from monitor.workitem import BadWorkItem, WorkItem
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

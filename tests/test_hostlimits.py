@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from monitor.hostlimits import SharedHostLimiter
-from monitor.store import Store, connect
+from monitor.redisconn import connect
+from monitor.store import Store
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from monitor import keys
 from monitor.config import ClusterUrl, RedisSettings, parse_cluster_url
-from monitor.store import connect, disconnect
+from monitor.redisconn import connect, disconnect
 from tests import daemons
 from tests.servers import NewsSite, RedisClusterServers
 

@@ -15,7 +15,8 @@ from monitor import keys
 from monitor.config import SentinelUrl, parse_sentinel_url
 from monitor.embedded_redis import find_redis_server
 from monitor.errors import RedisUnavailable
-from monitor.store import Store, connect
+from monitor.redisconn import connect
+from monitor.store import Store
 from tests.servers import RedisServer, free_port
 
 

@@ -11,9 +11,10 @@ import pytest
 from monitor.alerts import Alert
 from monitor.config import DedupeSettings
 from monitor.entries import Article, Entry
+from monitor.redisconn import connect
 from monitor.sameness import StoryMark, band_keys, same_story, signature, similarity
 from monitor.sightings import Sightings
-from monitor.store import Store, connect
+from monitor.store import Store
 from tests.servers import free_port
 from tests.test_sameness import EN, EN_OTHER, ZH
 
