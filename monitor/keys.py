@@ -112,6 +112,11 @@ class KeySpace:
         """Hash of a feed's WebSub subscription (hub, topic, secret, state, lease)."""
         return f"{self.prefix}:websub:{feed}"
 
+    def websub_leaving(self, feed: str, token: str) -> str:
+        """Hash of a subscription being left at its old hub after the feed
+        named a new one (as websub(), with a TTL), until that hub verifies."""
+        return f"{self.prefix}:websub-leaving:{feed}:{token}"
+
     def daemon(self, daemon_id: str) -> str:
         """Hash of a live daemon: role, host, pid, heartbeat, work done (with a TTL)."""
         return f"{self.prefix}:daemon:{daemon_id}"

@@ -60,3 +60,19 @@ class SubscriptionStore:
         pipe.delete(self.keys.websub(feed))
         pipe.srem(self.keys.websub_feeds, feed)
         await self._call(pipe.execute())
+
+    async def put_leaving(self, sub: SubscriptionState, ttl_s: float) -> None:
+        """Remember a subscription we are leaving at its old hub, for as long
+        as that hub may take to verify the unsubscription."""
+        key = self.keys.websub_leaving(sub.feed, sub.token)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(key, mapping=sub.to_hash())  # type: ignore[arg-type]
+        pipe.expire(key, max(1, int(ttl_s)))
+        await self._call(pipe.execute())
+
+    async def get_leaving(self, feed: str, token: str) -> SubscriptionState | None:
+        raw = await self._call(self.client.hgetall(self.keys.websub_leaving(feed, token)))
+        return SubscriptionState.from_hash(raw)
+
+    async def forget_leaving(self, feed: str, token: str) -> None:
+        await self._call(self.client.delete(self.keys.websub_leaving(feed, token)))

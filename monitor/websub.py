@@ -234,6 +234,10 @@ class WebSub:
             )  # fmt: skip
         # Stored first: a hub may verify before it answers our request.
         await self.store.put(sub)
+        if old is not None and not same and old.state in ("active", "subscribing"):
+            # The feed moved to another hub (or topic): leave the old one, or
+            # it pushes (and is refused) until its lease runs out.
+            self._spawn(self._leave(old, "hub or topic changed"))
         self.subs[name] = sub
         event(log, logging.INFO, "websub.subscribing", feed=name, hub=hub, topic=topic,
               reason=action.reason)  # fmt: skip
@@ -271,6 +275,25 @@ class WebSub:
             # The record is forgotten after verify_timeout_s either way.
             self.metrics.websub_hub_errors.labels(exc.kind).inc()
             event(log, logging.WARNING, "websub.hub_failed", feed=action.feed, hub=sub.hub,
+                  kind=exc.kind, error=exc.detail)  # fmt: skip
+
+    async def _leave(self, old: SubscriptionState, reason: str) -> None:
+        """Unsubscribe a replaced subscription at its own hub; its record is
+        kept apart (the feed's record is the new one) until verified."""
+        leaving = dataclasses.replace(
+            old, state="unsubscribing", requested_at=self.clock(), retry_at=None
+        )
+        try:
+            await self.store.put_leaving(leaving, ttl_s=self.timing.verify_timeout_s)
+            event(log, logging.INFO, "websub.unsubscribing", feed=old.feed, hub=old.hub,
+                  reason=reason)  # fmt: skip
+            await self._request(leaving, "unsubscribe")
+        except RedisUnavailable as exc:
+            event(log, logging.WARNING, "websub.redis_unavailable", feed=old.feed,
+                  detail=exc.detail)  # fmt: skip
+        except HubError as exc:  # its lease runs out; pushes meanwhile are refused
+            self.metrics.websub_hub_errors.labels(exc.kind).inc()
+            event(log, logging.WARNING, "websub.hub_failed", feed=old.feed, hub=old.hub,
                   kind=exc.kind, error=exc.detail)  # fmt: skip
 
     def callback_for(self, sub: SubscriptionState) -> str:
@@ -321,6 +344,9 @@ class WebSub:
             return 400, "no hub.challenge"
         try:
             sub = await self._record(feed, token, cached=False)  # Redis has the last word
+            leaving = sub is None and mode == "unsubscribe"
+            if leaving:  # an old hub, after the feed moved to a new one
+                sub = await self.store.get_leaving(feed, token)
             decision = verify_intent(
                 sub, mode, topic, lease, self.clock(), reason=query.get("hub.reason", ""),
                 timing=self.timing,
@@ -329,7 +355,9 @@ class WebSub:
                 event(log, logging.WARNING, "websub.verify_refused", feed=feed, mode=mode,
                       topic=topic, reason=decision.reason)  # fmt: skip
                 return 404, ""
-            if decision.store is None:
+            if decision.store is None and leaving:
+                await self.store.forget_leaving(feed, token)
+            elif decision.store is None:
                 await self.store.delete(feed)
                 self.subs.pop(feed, None)
             else:

@@ -274,6 +274,38 @@ async def test_removed_feed_is_unsubscribed(
         assert await SubscriptionStore(w.app.store).all() == {}
 
 
+async def test_a_feed_that_moves_to_another_hub_leaves_the_old_one(
+    tmp_path: Path, redis_url: str, site: tuple[NewsSite, str]
+) -> None:
+    async with world(tmp_path, redis_url, site) as w:
+        await w.subscribed()
+        old_callback = next(iter(w.hub.subs))
+        moved = Hub()
+        await moved.start()
+        try:
+            w.site.put_feed("/feed.xml", hub_feed(w.base, moved.url, [GAS]))
+            await w.poll()
+            await moved.wait_until(lambda: len(moved.subs) == 1)
+            # The old hub asked us to confirm the unsubscription, and we did.
+            await w.hub.wait_until(lambda: not w.hub.subs)
+            assert ("unsubscribe", old_callback, 200) in [v[:3] for v in w.hub.verifications]
+            await wait_for(lambda: w.websub.pushing("news"))
+            new_callback = next(iter(moved.subs))
+            assert new_callback != old_callback
+            # A late push from the old hub is refused; the new hub's is taken.
+            async with aiohttp.ClientSession() as s, s.post(old_callback, data=b"<rss/>") as r:
+                assert r.status == 410  # Gone: a hub drops the subscription
+            assert await moved.publish(w.topic, w.publish(GAS, SEED)) == [202]
+            await wait_for(lambda: len(w.site.hits) > 0 and "/a/seed.html" in w.site.hits)
+            raw = aioredis.Redis.from_url(redis_url, decode_responses=True)
+            try:
+                assert await raw.keys(keys.SERVER.websub_leaving("news", "*")) == []
+            finally:
+                await raw.aclose()
+        finally:
+            await moved.close()
+
+
 async def test_verification_we_did_not_ask_for_is_refused(
     tmp_path: Path, redis_url: str, site: tuple[NewsSite, str]
 ) -> None:
