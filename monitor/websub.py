@@ -262,38 +262,32 @@ class WebSub:
         sub = self.subs.get(action.feed)
         if sub is None:
             return
-        leaving = dataclasses.replace(
-            sub, state="unsubscribing", requested_at=self.clock(), retry_at=None
-        )
+        leaving = _leaving(sub, self.clock())
         await self.store.put(leaving)
         self.subs[action.feed] = leaving
-        event(log, logging.INFO, "websub.unsubscribing", feed=action.feed, hub=sub.hub,
-              reason=action.reason)  # fmt: skip
-        try:
-            await self._request(leaving, "unsubscribe")
-        except HubError as exc:
-            # The record is forgotten after verify_timeout_s either way.
-            self.metrics.websub_hub_errors.labels(exc.kind).inc()
-            event(log, logging.WARNING, "websub.hub_failed", feed=action.feed, hub=sub.hub,
-                  kind=exc.kind, error=exc.detail)  # fmt: skip
+        # The record is forgotten after verify_timeout_s whatever the hub says.
+        await self._ask_to_leave(leaving, action.reason)
 
     async def _leave(self, old: SubscriptionState, reason: str) -> None:
         """Unsubscribe a replaced subscription at its own hub; its record is
         kept apart (the feed's record is the new one) until verified."""
-        leaving = dataclasses.replace(
-            old, state="unsubscribing", requested_at=self.clock(), retry_at=None
-        )
+        leaving = _leaving(old, self.clock())
         try:
             await self.store.put_leaving(leaving, ttl_s=self.timing.verify_timeout_s)
-            event(log, logging.INFO, "websub.unsubscribing", feed=old.feed, hub=old.hub,
-                  reason=reason)  # fmt: skip
-            await self._request(leaving, "unsubscribe")
-        except RedisUnavailable as exc:
+        except RedisUnavailable as exc:  # its lease runs out; pushes meanwhile are refused
             event(log, logging.WARNING, "websub.redis_unavailable", feed=old.feed,
                   detail=exc.detail)  # fmt: skip
-        except HubError as exc:  # its lease runs out; pushes meanwhile are refused
+            return
+        await self._ask_to_leave(leaving, reason)
+
+    async def _ask_to_leave(self, leaving: SubscriptionState, reason: str) -> None:
+        event(log, logging.INFO, "websub.unsubscribing", feed=leaving.feed, hub=leaving.hub,
+              reason=reason)  # fmt: skip
+        try:
+            await self._request(leaving, "unsubscribe")
+        except HubError as exc:
             self.metrics.websub_hub_errors.labels(exc.kind).inc()
-            event(log, logging.WARNING, "websub.hub_failed", feed=old.feed, hub=old.hub,
+            event(log, logging.WARNING, "websub.hub_failed", feed=leaving.feed, hub=leaving.hub,
                   kind=exc.kind, error=exc.detail)  # fmt: skip
 
     def callback_for(self, sub: SubscriptionState) -> str:
@@ -405,3 +399,7 @@ class WebSub:
                 await self.push(feed, body, content_type)
             except Exception:  # a bug: nobody awaits this task, so say it here
                 log.exception("websub.push_crashed feed=%s", feed.name)
+
+
+def _leaving(sub: SubscriptionState, now: float) -> SubscriptionState:
+    return dataclasses.replace(sub, state="unsubscribing", requested_at=now, retry_at=None)
