@@ -85,25 +85,35 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import redis
-from aiohttp import web
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from monitor import keys  # noqa: E402
-from monitor.config import (  # noqa: E402
-    Config,
-    FeedSpec,
-    HttpSettings,
-    PollingSettings,
-    RedisSettings,
+# The daemon's pool workers re-run this file when they start (as
+# "__mp_main__": multiprocessing's forkserver). Under the `feed-monitor`
+# command they import nothing of the daemon (monitor/__main__.py is tiny), so
+# here they must skip the daemon's imports too, or the memory measured would
+# be this script's, not the daemon's. The bench's own helper processes
+# (named "bench-...", spawned) need them.
+IN_POOL_WORKER = (
+    __name__ == "__mp_main__" and not multiprocessing.current_process().name.startswith("bench-")
 )
-from monitor.daemon import Daemon, open_app  # noqa: E402
-from monitor.feedparse import parse_feed  # noqa: E402
-from monitor.logs import KeyValueFormatter  # noqa: E402
-from monitor.rules import load_rules  # noqa: E402
-from tests.servers import RedisServer, page  # noqa: E402
+if not IN_POOL_WORKER:
+    import redis
+    from aiohttp import web
+
+    from monitor import keys
+    from monitor.config import (
+        Config,
+        FeedSpec,
+        HttpSettings,
+        PollingSettings,
+        RedisSettings,
+    )
+    from monitor.daemon import Daemon, open_app
+    from monitor.feedparse import parse_feed
+    from monitor.logs import KeyValueFormatter
+    from monitor.rules import load_rules
+    from tests.servers import RedisServer, page
 
 FEEDS_DIR = ROOT.parent / "shared" / "data" / "feeds"
 RULES = sorted((ROOT / "config" / "rules").glob("*.yaml"))
@@ -452,7 +462,10 @@ class ServerHandle:
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(
-            target=serve, args=(child, nfeeds, naddrs, p_new, str(feeds_dir)), daemon=True
+            target=serve,
+            args=(child, nfeeds, naddrs, p_new, str(feeds_dir)),
+            daemon=True,
+            name="bench-news-server",
         )
         self.proc.start()
         child.close()
@@ -879,7 +892,7 @@ def naive(conn: Connection, urls: list[str], seconds: float) -> None:
 def run_naive(urls: list[str], seconds: float) -> dict[str, float]:
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=naive, args=(child, urls, seconds), daemon=True)
+    proc = ctx.Process(target=naive, args=(child, urls, seconds), daemon=True, name="bench-naive")
     proc.start()
     child.close()
     try:
@@ -1006,9 +1019,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.suppress(ValueError, OSError):
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    # As in production, where __main__ is the feed-monitor script: the pool's
-    # forkserver preloads monitor.cli, and the workers import the rest.
-    multiprocessing.set_forkserver_preload(["monitor.cli"])
     workdir = Path(tempfile.mkdtemp(prefix="bench-polling-"))
     started = time.monotonic()
     victims: list[Callable[[], None]] = []

@@ -29,11 +29,11 @@ class WorkerPool:
     def __init__(self, workers: int, max_tasks: int) -> None:
         # forkserver: workers start clean, not as forks of a threaded daemon.
         ctx = multiprocessing.get_context("forkserver")
-        # The server would otherwise import ``__main__`` (the whole daemon:
-        # aiohttp, redis, the rule index) into every worker. Preloading only
-        # what tasks run keeps workers lean, and a worker recycled after
+        # The server preloads only what tasks run, so a worker recycled after
         # ``max_tasks`` starts in milliseconds instead of importing
-        # trafilatura again (about a second).
+        # trafilatura again (about a second). Each worker still re-runs the
+        # program's main script (multiprocessing does); the ``feed-monitor``
+        # script imports only monitor/__main__.py, which is kept tiny.
         ctx.set_forkserver_preload(list(PRELOAD))
         self._pool = pebble.ProcessPool(max_workers=workers, max_tasks=max_tasks, context=ctx)
         self.workers = workers

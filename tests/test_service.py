@@ -7,6 +7,7 @@ datagram socket bound by the test, like systemd does it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
 import sys
@@ -68,6 +69,22 @@ async def stream_len(url: str) -> int:
         await client.aclose()
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process under ``pid`` (the forkserver, the pool workers, ...)."""
+    found, todo = [], [pid]
+    while todo:
+        for kids in Path(f"/proc/{todo.pop()}/task").glob("*/children"):
+            with contextlib.suppress(OSError):  # a thread or process just ended
+                pids = [int(k) for k in kids.read_text().split()]
+                todo.extend(pids)
+                found.extend(pids)
+    return found
+
+
+def has_loaded(pid: int, library: str) -> bool:
+    return library in Path(f"/proc/{pid}/maps").read_text()
+
+
 async def test_notify_watchdog_reload_metrics_and_graceful_stop(
     tmp_path: Path, redis_url: str, site: tuple[NewsSite, str]
 ) -> None:
@@ -102,6 +119,12 @@ async def test_notify_watchdog_reload_metrics_and_graceful_stop(
             await notify.next("WATCHDOG", "1", within_s=5)
             watchdogs += 1
         await eventually(lambda: stream_len(redis_url), 1)
+        # The extraction workers run the command's script again on start
+        # (multiprocessing's forkserver): it must not drag in the CLI.
+        below = descendants(proc.pid)
+        assert [p for p in below if has_loaded(p, "lxml/etree")], "no extraction worker"
+        assert has_loaded(proc.pid, "_pydantic_core")
+        assert not [p for p in below if has_loaded(p, "_pydantic_core")]
         statuses = [(await notify.next("STATUS"))["STATUS"] for _ in range(3)]
         assert any("1 alerts today" in st for st in statuses)
 
