@@ -438,8 +438,8 @@ class Daemon:
                 outcome = await self.poll_job(feed, state)
                 due = None
                 if outcome is not None and feed.name in self.feeds:
-                    if self.websub is not None and outcome.feed_info is not None:
-                        self.websub.observe(feed, outcome.headers, outcome.feed_info)
+                    if self.websub is not None and outcome.hub_links is not None:
+                        self.websub.observe(feed, outcome.headers, outcome.hub_links)
                     due = self.next_due(feed, outcome)
                 await self._finish(feed.name, due, outcome.state if outcome else {})
             finally:

@@ -43,6 +43,7 @@ from monitor.errors import ExtractionError, FeedParseError, FetchError, RedisUna
 from monitor.extract import PageText, choose_body, extract_page
 from monitor.feedparse import parse_feed
 from monitor.fetch import FetchResult, HttpLimits, fetch, host_of
+from monitor.hublinks import HubLinks
 from monitor.logs import event
 from monitor.matching import Story, match_story
 from monitor.metrics import Metrics
@@ -77,7 +78,10 @@ class PollOutcome:
     error: str | None = None
     errors: int = 0  # consecutive failures, this one included
     headers: Mapping[str, str] = field(default_factory=dict)
-    feed_info: ParsedFeed | None = None
+    # The WebSub links the feed named, when it was fetched (a 200). Only
+    # these, not the parsed feed: an outcome lives until its poll's end is
+    # written, and a thousand parsed feeds in flight cost tens of MB.
+    hub_links: HubLinks | None = None
     gap: bool = False
     hints: FeedHints = field(default_factory=FeedHints)
     entry_interval_s: float | None = None
@@ -256,8 +260,8 @@ class Pipeline:
                  "entries": str(len(entries)), "hints": _dump_hints(hints, rate)}  # fmt: skip
         return PollOutcome(feed.name, "ok", http_status=result.status, entries=len(entries),
                            new_entries=len(fresh), alerts=alerts, headers=result.headers,
-                           feed_info=parsed, gap=gap, hints=hints, entry_interval_s=rate,
-                           state=saved)  # fmt: skip
+                           hub_links=HubLinks(parsed.hubs, parsed.self_url), gap=gap,
+                           hints=hints, entry_interval_s=rate, state=saved)  # fmt: skip
 
     async def push(self, feed: Feed, body: bytes, content_type: str | None) -> PollOutcome:
         """A feed document a WebSub hub pushed: parsed, checked against the
@@ -278,7 +282,7 @@ class Pipeline:
             await self._save_state(feed, {"last_push": self.clock().isoformat()})
             outcome = PollOutcome(feed.name, "ok", entries=len(taken.entries),
                                   new_entries=len(taken.fresh), alerts=taken.alerts,
-                                  feed_info=parsed)  # fmt: skip
+                                  hub_links=HubLinks(parsed.hubs, parsed.self_url))  # fmt: skip
         event(log, logging.INFO if outcome.status == "ok" else logging.WARNING, "feed.pushed",
               feed=feed.name, entries=outcome.entries, new=outcome.new_entries,
               alerts=outcome.alerts, error=outcome.error or "")  # fmt: skip

@@ -31,7 +31,7 @@ from aiohttp import web
 
 from monitor.callback import callback_app
 from monitor.config import WebSubSettings
-from monitor.entries import Feed, ParsedFeed
+from monitor.entries import Feed
 from monitor.errors import HubError, RedisUnavailable
 from monitor.hublinks import Discovery, HubLinks, discover, header_links
 from monitor.logs import event
@@ -162,13 +162,13 @@ class WebSub:
             return push_policy(policy, self.settings.safety_interval_s)
         return policy
 
-    def observe(self, feed: Feed, headers: Mapping[str, str], parsed: ParsedFeed) -> None:
+    def observe(self, feed: Feed, headers: Mapping[str, str], named: HubLinks) -> None:
         """After a poll that got the feed (200): subscribe if it names a hub."""
         if not feed.url.startswith(("http://", "https://")):
             return  # a file: feed has no hub to speak of
         found = discover(
             header_links(headers.get("Link"), feed.url),
-            HubLinks(parsed.hubs, parsed.self_url),
+            named,
             feed.url,
         )
         action = on_discovery(feed.name, found, self.subs.get(feed.name), self.clock())

@@ -74,8 +74,8 @@ class World:
     async def poll(self) -> int:
         outcome = await self.app.pipeline.poll(self.feed)
         assert outcome.status == "ok", outcome
-        assert outcome.feed_info is not None
-        self.websub.observe(self.feed, outcome.headers, outcome.feed_info)
+        assert outcome.hub_links is not None
+        self.websub.observe(self.feed, outcome.headers, outcome.hub_links)
         return outcome.alerts
 
     async def subscribed(self) -> None:
