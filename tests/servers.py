@@ -108,15 +108,25 @@ def free_cluster_port() -> int:
 
 
 class RedisClusterServers:
-    """A real Redis Cluster of three masters (no replicas) on 127.0.0.1, with
-    the 16384 slots split between them."""
+    """A real Redis Cluster of three masters on 127.0.0.1, with the 16384
+    slots split between them, and ``replicas`` replicas of each master."""
 
     SLOTS = 16384
 
-    def __init__(self, workdir: Path, nodes: int = 3, *, persist: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        nodes: int = 3,
+        *,
+        persist: bool = False,
+        replicas: int = 0,
+        node_timeout_ms: int = 5000,
+    ) -> None:
         self.workdir = workdir
         self.persist = persist  # AOF on, so a node's data survives stop_node/start_node
-        self.ports = [free_cluster_port() for _ in range(nodes)]
+        self.node_timeout_ms = node_timeout_ms
+        self.ports = [free_cluster_port() for _ in range(nodes)]  # the masters at start
+        self.replica_ports = [free_cluster_port() for _ in range(nodes * replicas)]
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
 
     @property
@@ -130,7 +140,7 @@ class RedisClusterServers:
         self.procs[port] = subprocess.Popen(
             [find_redis_server(), "--port", str(port), "--bind", "127.0.0.1",
              "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-             "--cluster-node-timeout", "5000", "--save", "",
+             "--cluster-node-timeout", str(self.node_timeout_ms), "--save", "",
              "--appendonly", "yes" if self.persist else "no", "--appendfsync", "everysec",
              "--dir", str(node_dir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -141,16 +151,23 @@ class RedisClusterServers:
         proc.terminate()
         proc.wait(timeout=10)
 
+    def kill_node(self, port: int) -> None:
+        """SIGKILL: a crash, with no chance to write anything more."""
+        proc = self.procs.pop(port)
+        proc.kill()
+        proc.wait(timeout=10)
+
     def wait_ok(self) -> None:
-        """Until every node says the cluster is ok (bounded: 20 s)."""
-        for port in self.ports:
+        """Until every running node says the cluster is ok (bounded: 20 s)."""
+        for port in self.procs:
             with redis.Redis(port=port, socket_timeout=2) as c:
                 _until(lambda c=c: c.execute_command("CLUSTER INFO")["cluster_state"] == "ok")
 
     def start(self) -> None:
-        for port in self.ports:
+        for port in [*self.ports, *self.replica_ports]:
             self.start_node(port)
         clients = [redis.Redis(port=p, socket_timeout=2) for p in self.ports]
+        everyone = [*self.ports, *self.replica_ports]
         try:
             for c in clients:
                 _until(c.ping)
@@ -158,21 +175,40 @@ class RedisClusterServers:
             for i, c in enumerate(clients):
                 slots = range(i * share, min(self.SLOTS, (i + 1) * share))
                 c.execute_command("CLUSTER ADDSLOTS", *slots)  # type: ignore[no-untyped-call]
-            for p in self.ports[1:]:
+            for p in everyone[1:]:
                 clients[0].execute_command("CLUSTER MEET", "127.0.0.1", p)  # type: ignore[no-untyped-call]
+            masters = [c.execute_command("CLUSTER MYID") for c in clients]  # type: ignore[no-untyped-call]
+            for i, port in enumerate(self.replica_ports):
+                with redis.Redis(port=port, socket_timeout=2) as r:
+                    # It must know its master before it can follow it.
+                    _until(lambda r=r: len(r.execute_command("CLUSTER NODES")) >= len(everyone))
+                    master = masters[i % len(masters)]
+                    _until(lambda r=r, m=master: r.execute_command("CLUSTER REPLICATE", m))
+                    _until(lambda r=r: r.info("replication")["master_link_status"] == "up")
         finally:
             for c in clients:
                 c.close()
         self.wait_ok()
 
     def node_of(self, key: str) -> int:
-        """The port of the master that holds ``key``'s slot."""
-        with redis.Redis(port=self.ports[0], socket_timeout=2) as c:
-            slot = c.execute_command("CLUSTER KEYSLOT", key)
-            for start, end, (_host, port, *_), *_replicas in c.execute_command("CLUSTER SLOTS"):
-                if start <= slot <= end:
-                    return int(port)
-        raise AssertionError(f"no master holds slot {slot}")
+        """The port of the master that holds ``key``'s slot, as the running
+        nodes see it (bounded: 20 s until they all agree)."""
+        seen: set[int] = set()
+
+        def agreed() -> bool:
+            seen.clear()
+            for port in self.procs:
+                with redis.Redis(port=port, socket_timeout=2) as c:
+                    slot = c.execute_command("CLUSTER KEYSLOT", key)
+                    for start, end, (_host, master, *_), *_rest in c.execute_command(
+                        "CLUSTER SLOTS"
+                    ):
+                        if start <= slot <= end:
+                            seen.add(int(master))
+            return len(seen) == 1 and next(iter(seen)) in self.procs
+
+        _until(agreed)
+        return next(iter(seen))
 
     def flush(self) -> None:
         for p in self.ports:

@@ -162,3 +162,55 @@ async def test_a_daemon_rides_out_the_outage_of_its_clusters_shard(
         await disconnect(client)
         cluster.stop()
     assert procs["a"].returncode == 0
+
+
+@pytest.mark.timeout(180)
+async def test_a_daemon_follows_a_failover_to_the_replica_and_loses_nothing(
+    tmp_path: Path, site: tuple[NewsSite, str]
+) -> None:
+    """The master that holds feed-monitor's slot crashes (SIGKILL) while polls
+    are in flight, and is never restarted: its replica is promoted, the
+    daemon finds the new master on its own, and every story is alerted
+    exactly once. (Replication is asynchronous, so the replica may lack the
+    master's last writes. It gets them in order, and an alert is written
+    before its entry is acknowledged: a replica that lacks an alert lacks
+    the acknowledgement too, and the entry is processed again.)"""
+    cluster = RedisClusterServers(tmp_path / "cluster", replicas=1, node_timeout_ms=1000)
+    cluster.start()
+    news, base = site
+    feeds = 10
+    first = daemons.publish(news, base, rounds=1, feeds=feeds)
+    cfg = daemons.write_config(tmp_path, "a", cluster.url, base, feeds=feeds)
+    procs = await daemons.start_daemons({"a": "all"}, {"a": cfg}, logs=tmp_path)
+    client = connect(cluster.url)
+    space = keys.CLUSTER
+
+    async def alert_ids() -> list[str]:
+        rows = cast(list[tuple[str, dict[str, str]]], await client.xrange(space.alert_stream))
+        return [f["alert_id"] for _id, f in rows]
+
+    try:
+        await daemons.until("first alerts", lambda: daemons.at_least(alert_ids, first), 60)
+        total = daemons.publish(news, base, rounds=2, delay_s=1.0, feeds=feeds)
+        hits = sum(news.hits[f"/f/{i}.xml"] for i in range(feeds))
+        await client.zadd(space.due, {f"f{i}": 0 for i in range(feeds)})
+
+        async def polling() -> bool:
+            return sum(news.hits[f"/f/{i}.xml"] for i in range(feeds)) > hits
+
+        await daemons.until("second-round polls started", polling, 30)
+        home = cluster.node_of(space.alert_stream)
+        cluster.kill_node(home)
+        promoted = await asyncio.to_thread(cluster.node_of, space.alert_stream)
+        assert promoted in cluster.replica_ports
+        await daemons.until("every alert", lambda: daemons.at_least(alert_ids, total), 90)
+        await asyncio.sleep(2)  # a duplicate would show up now
+        ids = await alert_ids()
+        assert len(ids) == len(set(ids)) == total
+        assert procs["a"].returncode is None
+        assert "unavailable" in (tmp_path / "a.log").read_text()  # it felt the crash
+    finally:
+        await daemons.stop_daemons(procs)
+        await disconnect(client)
+        cluster.stop()
+    assert procs["a"].returncode == 0
