@@ -56,9 +56,12 @@ def free_port() -> int:
 class RedisServer:
     """A throwaway redis-server; ``stop``/``start`` simulate outages."""
 
-    def __init__(self, workdir: Path, *, persist: bool = False) -> None:
+    def __init__(
+        self, workdir: Path, *, persist: bool = False, replica_of: int | None = None
+    ) -> None:
         self.workdir = workdir
         self.persist = persist  # AOF on, so data survives stop/start
+        self.replica_of = replica_of  # the master's port, for a replica
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -71,7 +74,8 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [find_redis_server(), "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "yes" if self.persist else "no",
-             "--appendfsync", "always", "--dir", str(self.workdir)],
+             "--appendfsync", "always", "--dir", str(self.workdir),
+             *(["--replicaof", "127.0.0.1", str(self.replica_of)] if self.replica_of else [])],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 10
@@ -88,6 +92,13 @@ class RedisServer:
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, with no chance to write anything more."""
+        if self.proc is not None:
+            self.proc.kill()
             self.proc.wait(timeout=10)
             self.proc = None
 
