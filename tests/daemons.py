@@ -13,7 +13,10 @@ import sys
 from asyncio.subprocess import Process
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import cast
 
+from monitor.keys import KeySpace
+from monitor.redisconn import Client
 from tests.conftest import ROOT
 from tests.servers import NewsSite, page, rss
 
@@ -76,6 +79,37 @@ async def until(what: str, check: Callable[[], Awaitable[bool]], within_s: float
 
 async def at_least(get: Callable[[], Awaitable[list[str]]], n: int) -> bool:
     return len(await get()) >= n
+
+
+async def alert_ids(client: Client, space: KeySpace) -> list[str]:
+    """The ``alert_id`` of every entry in the alert stream, oldest first."""
+    rows = cast(list[tuple[str, dict[str, str]]], await client.xrange(space.alert_stream))
+    return [f["alert_id"] for _id, f in rows]
+
+
+async def polls_in_flight(
+    news: NewsSite, base: str, client: Client, space: KeySpace, feeds: int, delay_s: float
+) -> int:
+    """Publish two more rounds behind slow answers, make every feed due, and
+    return (the number of matching stories in all) once their polls are on
+    their way: the moment to break something."""
+    total = publish(news, base, rounds=2, delay_s=delay_s, feeds=feeds)
+    hits = sum(news.hits[f"/f/{i}.xml"] for i in range(feeds))
+    await client.zadd(space.due, {f"f{i}": 0 for i in range(feeds)})
+
+    async def polling() -> bool:
+        return sum(news.hits[f"/f/{i}.xml"] for i in range(feeds)) > hits
+
+    await until("second-round polls started", polling, 30)
+    return total
+
+
+async def each_alerted_once(get: Callable[[], Awaitable[list[str]]], total: int) -> None:
+    """Every story's alert arrives (bounded: 90 s), and no second one after."""
+    await until("every alert", lambda: at_least(get, total), 90)
+    await asyncio.sleep(2)  # a duplicate would show up now
+    ids = await get()
+    assert len(ids) == len(set(ids)) == total
 
 
 async def status_daemons(cfg: Path) -> list[dict[str, object]]:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import cast
 
 import pytest
 import redis.asyncio as aioredis
@@ -67,9 +67,8 @@ async def test_daemons_on_a_cluster_alert_each_story_once_on_every_node(
 
     listening = asyncio.create_task(listen())
 
-    async def alert_ids() -> list[str]:
-        rows = cast(list[tuple[str, dict[str, str]]], await client.xrange(space.alert_stream))
-        return [f["alert_id"] for _id, f in rows]
+    def alert_ids() -> Awaitable[list[str]]:
+        return daemons.alert_ids(client, space)
 
     async def drained() -> bool:
         return await client.xlen(space.entries) == 0 and len(heard) >= expected
@@ -113,14 +112,16 @@ async def test_daemons_on_a_cluster_alert_each_story_once_on_every_node(
     assert [p.returncode for p in procs.values()] == [0, 0]
 
 
-@pytest.mark.timeout(180)
-async def test_a_daemon_rides_out_the_outage_of_its_clusters_shard(
-    tmp_path: Path, site: tuple[NewsSite, str]
-) -> None:
-    """The master that holds feed-monitor's slot stops while polls are in
-    flight, and starts again: the daemon keeps running, spools what it could
-    not deliver, and in the end every story is alerted exactly once."""
-    cluster = RedisClusterServers(tmp_path / "cluster", persist=True)
+async def shard_fault(
+    tmp_path: Path,
+    site: tuple[NewsSite, str],
+    cluster: RedisClusterServers,
+    fault: Callable[[int], Awaitable[None]],
+) -> str:
+    """One daemon on ``cluster``, ten feeds: the first stories alerted, then
+    ``fault(port)`` strikes the master holding feed-monitor's slot while the
+    next polls are in flight. The daemon keeps running and in the end every
+    story is alerted exactly once. Returns the daemon's log."""
     cluster.start()
     news, base = site
     feeds = 10
@@ -130,87 +131,57 @@ async def test_a_daemon_rides_out_the_outage_of_its_clusters_shard(
     client = connect(cluster.url)
     space = keys.CLUSTER
 
-    async def alert_ids() -> list[str]:
-        rows = cast(list[tuple[str, dict[str, str]]], await client.xrange(space.alert_stream))
-        return [f["alert_id"] for _id, f in rows]
+    def ids() -> Awaitable[list[str]]:
+        return daemons.alert_ids(client, space)
 
     try:
-        await daemons.until("first alerts", lambda: daemons.at_least(alert_ids, first), 60)
-        # Second round behind slow feeds: polls are in flight when Redis goes.
-        total = daemons.publish(news, base, rounds=2, delay_s=1.5, feeds=feeds)
-        hits = sum(news.hits[f"/f/{i}.xml"] for i in range(feeds))
-        await client.zadd(space.due, {f"f{i}": 0 for i in range(feeds)})
-
-        async def polling() -> bool:
-            return sum(news.hits[f"/f/{i}.xml"] for i in range(feeds)) > hits
-
-        await daemons.until("second-round polls started", polling, 30)
-        home = cluster.node_of(space.alert_stream)
-        cluster.stop_node(home)
-        await asyncio.sleep(6)  # polls end, pages are fetched, Redis is away
+        await daemons.until("first alerts", lambda: daemons.at_least(ids, first), 60)
+        total = await daemons.polls_in_flight(news, base, client, space, feeds, delay_s=1.5)
+        await fault(cluster.node_of(space.alert_stream))
         assert procs["a"].returncode is None
-        cluster.start_node(home)
-        cluster.wait_ok()
-        await daemons.until("every alert", lambda: daemons.at_least(alert_ids, total), 90)
-        await asyncio.sleep(2)  # a duplicate would show up now
-        ids = await alert_ids()
-        assert len(ids) == len(set(ids)) == total
-        log = (tmp_path / "a.log").read_text()
-        assert "alert.spooled" in log  # the outage was felt, and bridged
+        await daemons.each_alerted_once(ids, total)
     finally:
         await daemons.stop_daemons(procs)
         await disconnect(client)
         cluster.stop()
     assert procs["a"].returncode == 0
+    return (tmp_path / "a.log").read_text()
+
+
+@pytest.mark.timeout(180)
+async def test_a_daemon_rides_out_the_outage_of_its_clusters_shard(
+    tmp_path: Path, site: tuple[NewsSite, str]
+) -> None:
+    """The master stops, and starts again six seconds later: the daemon
+    spools what it could not deliver meanwhile, then replays it."""
+    cluster = RedisClusterServers(tmp_path / "cluster", persist=True)
+
+    async def outage(home: int) -> None:
+        cluster.stop_node(home)
+        await asyncio.sleep(6)  # polls end, pages are fetched, Redis is away
+        cluster.start_node(home)
+        await asyncio.to_thread(cluster.wait_ok)
+
+    log = await shard_fault(tmp_path, site, cluster, outage)
+    assert "alert.spooled" in log  # the outage was felt, and bridged
 
 
 @pytest.mark.timeout(180)
 async def test_a_daemon_follows_a_failover_to_the_replica_and_loses_nothing(
     tmp_path: Path, site: tuple[NewsSite, str]
 ) -> None:
-    """The master that holds feed-monitor's slot crashes (SIGKILL) while polls
-    are in flight, and is never restarted: its replica is promoted, the
-    daemon finds the new master on its own, and every story is alerted
-    exactly once. (Replication is asynchronous, so the replica may lack the
-    master's last writes. It gets them in order, and an alert is written
-    before its entry is acknowledged: a replica that lacks an alert lacks
-    the acknowledgement too, and the entry is processed again.)"""
+    """The master crashes (SIGKILL) and never comes back: its replica is
+    promoted and the daemon finds the new master on its own. (Replication
+    is asynchronous, so the replica may lack the master's last writes. It
+    gets them in order, and an alert is written before its entry is
+    acknowledged: a replica that lacks an alert lacks the acknowledgement
+    too, and the entry is processed again.)"""
     cluster = RedisClusterServers(tmp_path / "cluster", replicas=1, node_timeout_ms=1000)
-    cluster.start()
-    news, base = site
-    feeds = 10
-    first = daemons.publish(news, base, rounds=1, feeds=feeds)
-    cfg = daemons.write_config(tmp_path, "a", cluster.url, base, feeds=feeds)
-    procs = await daemons.start_daemons({"a": "all"}, {"a": cfg}, logs=tmp_path)
-    client = connect(cluster.url)
-    space = keys.CLUSTER
 
-    async def alert_ids() -> list[str]:
-        rows = cast(list[tuple[str, dict[str, str]]], await client.xrange(space.alert_stream))
-        return [f["alert_id"] for _id, f in rows]
-
-    try:
-        await daemons.until("first alerts", lambda: daemons.at_least(alert_ids, first), 60)
-        total = daemons.publish(news, base, rounds=2, delay_s=1.0, feeds=feeds)
-        hits = sum(news.hits[f"/f/{i}.xml"] for i in range(feeds))
-        await client.zadd(space.due, {f"f{i}": 0 for i in range(feeds)})
-
-        async def polling() -> bool:
-            return sum(news.hits[f"/f/{i}.xml"] for i in range(feeds)) > hits
-
-        await daemons.until("second-round polls started", polling, 30)
-        home = cluster.node_of(space.alert_stream)
+    async def crash(home: int) -> None:
         cluster.kill_node(home)
-        promoted = await asyncio.to_thread(cluster.node_of, space.alert_stream)
+        promoted = await asyncio.to_thread(cluster.node_of, keys.CLUSTER.alert_stream)
         assert promoted in cluster.replica_ports
-        await daemons.until("every alert", lambda: daemons.at_least(alert_ids, total), 90)
-        await asyncio.sleep(2)  # a duplicate would show up now
-        ids = await alert_ids()
-        assert len(ids) == len(set(ids)) == total
-        assert procs["a"].returncode is None
-        assert "unavailable" in (tmp_path / "a.log").read_text()  # it felt the crash
-    finally:
-        await daemons.stop_daemons(procs)
-        await disconnect(client)
-        cluster.stop()
-    assert procs["a"].returncode == 0
+
+    log = await shard_fault(tmp_path, site, cluster, crash)
+    assert "unavailable" in log  # it felt the crash

@@ -9,7 +9,6 @@ import subprocess
 from asyncio.subprocess import Process
 from collections.abc import Iterator
 from pathlib import Path
-from typing import cast
 
 import pytest
 import redis.asyncio as aioredis
@@ -132,13 +131,9 @@ async def test_a_daemon_follows_a_sentinel_failover_and_loses_nothing(
     space = keys.SERVER
     procs: dict[str, Process] = {}
 
-    async def alert_ids() -> list[str]:
-        rows = cast(list[tuple[str, dict[str, str]]], await client.xrange(space.alert_stream))
-        return [f["alert_id"] for _id, f in rows]
-
-    async def alert_ids_now() -> list[str]:  # none while the sentinel has no master
+    async def alert_ids() -> list[str]:  # none while the sentinel has no master
         with contextlib.suppress(RedisError):
-            return await alert_ids()
+            return await daemons.alert_ids(client, space)
         return []
 
     try:
@@ -147,14 +142,7 @@ async def test_a_daemon_follows_a_sentinel_failover_and_loses_nothing(
         cfg = daemons.write_config(tmp_path, "a", url, base, feeds=feeds)
         procs = await daemons.start_daemons({"a": "all"}, {"a": cfg}, logs=tmp_path)
         await daemons.until("first alerts", lambda: daemons.at_least(alert_ids, first), 60)
-        total = daemons.publish(news, base, rounds=2, delay_s=1.0, feeds=feeds)
-        hits = sum(news.hits[f"/f/{i}.xml"] for i in range(feeds))
-        await client.zadd(space.due, {f"f{i}": 0 for i in range(feeds)})
-
-        async def polling() -> bool:
-            return sum(news.hits[f"/f/{i}.xml"] for i in range(feeds)) > hits
-
-        await daemons.until("second-round polls started", polling, 30)
+        total = await daemons.polls_in_flight(news, base, client, space, feeds, delay_s=1.5)
         master.kill()
 
         async def promoted() -> bool:
@@ -166,10 +154,7 @@ async def test_a_daemon_follows_a_sentinel_failover_and_loses_nothing(
             return False
 
         await daemons.until("the replica promoted", promoted, 30)
-        await daemons.until("every alert", lambda: daemons.at_least(alert_ids_now, total), 90)
-        await asyncio.sleep(2)  # a duplicate would show up now
-        ids = await alert_ids()
-        assert len(ids) == len(set(ids)) == total
+        await daemons.each_alerted_once(alert_ids, total)
         assert procs["a"].returncode is None
         assert "unavailable" in (tmp_path / "a.log").read_text()  # it felt the crash
     finally:
