@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
+from monitor.hublinks import HubLinks
+
 _TRACKING_PARAMS = ("utm_", "fbclid", "gclid", "mc_cid", "mc_eid", "ocid", "cmpid")
 
 
@@ -57,8 +59,7 @@ class ParsedFeed:
     skip_hours: tuple[int, ...] = ()  # GMT hours 0-23
     skip_days: tuple[str, ...] = ()  # "Monday" ... "Sunday"
     # WebSub: the hubs and the self URL the feed names (rel="hub", rel="self").
-    hubs: tuple[str, ...] = ()
-    self_url: str | None = None
+    hub_links: HubLinks = field(default_factory=HubLinks)
 
 
 @dataclass(frozen=True)

@@ -125,8 +125,7 @@ def parse_feed(data: bytes, url: str, feed_name: str, content_type: str | None) 
         ),
         skip_hours=skip_hours_of(_skip_values(clean, _SKIP_HOURS)),
         skip_days=skip_days_of(_skip_values(clean, _SKIP_DAYS)),
-        hubs=links.hubs,
-        self_url=links.self_url,
+        hub_links=links,
     )
 
 

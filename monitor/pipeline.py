@@ -260,7 +260,7 @@ class Pipeline:
                  "entries": str(len(entries)), "hints": _dump_hints(hints, rate)}  # fmt: skip
         return PollOutcome(feed.name, "ok", http_status=result.status, entries=len(entries),
                            new_entries=len(fresh), alerts=alerts, headers=result.headers,
-                           hub_links=HubLinks(parsed.hubs, parsed.self_url), gap=gap,
+                           hub_links=parsed.hub_links, gap=gap,
                            hints=hints, entry_interval_s=rate, state=saved)  # fmt: skip
 
     async def push(self, feed: Feed, body: bytes, content_type: str | None) -> PollOutcome:
@@ -282,7 +282,7 @@ class Pipeline:
             await self._save_state(feed, {"last_push": self.clock().isoformat()})
             outcome = PollOutcome(feed.name, "ok", entries=len(taken.entries),
                                   new_entries=len(taken.fresh), alerts=taken.alerts,
-                                  hub_links=HubLinks(parsed.hubs, parsed.self_url))  # fmt: skip
+                                  hub_links=parsed.hub_links)  # fmt: skip
         event(log, logging.INFO if outcome.status == "ok" else logging.WARNING, "feed.pushed",
               feed=feed.name, entries=outcome.entries, new=outcome.new_entries,
               alerts=outcome.alerts, error=outcome.error or "")  # fmt: skip

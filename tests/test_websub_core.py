@@ -104,8 +104,8 @@ def test_parse_feed_exposes_hub_and_self(flavour: str) -> None:
             "<entry><title>a</title><id>x</id></entry></feed>"
         )
     parsed = parse_feed(doc.encode(), BASE, "world", None)
-    assert parsed.hubs == ("http://hub.test/",)
-    assert parsed.self_url == BASE
+    assert parsed.hub_links.hubs == ("http://hub.test/",)
+    assert parsed.hub_links.self_url == BASE
 
 
 @pytest.mark.parametrize("algorithm", ["sha1", "sha256", "sha384", "sha512"])
