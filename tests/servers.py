@@ -5,6 +5,7 @@ site (aiohttp) that serves feeds and article pages on 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import subprocess
 import time
@@ -46,11 +47,38 @@ async def stream_alerts(url: str) -> list[Alert]:
     return [Alert.from_json(fields["alert"]) for fields in await stream_entries(url)]
 
 
-def free_port() -> int:
+# Ports for test servers come from below Linux's ephemeral range (32768 and
+# up), where outgoing connections take their source ports: a port picked
+# there could be taken by one of the suite's thousands of connections before
+# its server binds it ("address already in use", now and then).
+_PORTS = range(10_000, 32_768)
+_handed_out: set[int] = set()  # never the same port twice in one run
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _free_ports(offsets: tuple[int, ...]) -> int:
+    """A port p such that p + each offset is free and was never handed out."""
+    for _ in range(1000):  # bounded
+        port = random.choice(_PORTS)
+        wanted = {port + o for o in offsets}
+        if wanted & _handed_out or max(wanted) not in _PORTS:
+            continue
+        if all(_bindable(p) for p in wanted):
+            _handed_out.update(wanted)
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
+def free_port() -> int:
+    return _free_ports((0,))
 
 
 class RedisServer:
@@ -105,17 +133,7 @@ class RedisServer:
 
 def free_cluster_port() -> int:
     """A free port whose cluster-bus port (+10000) is free too."""
-    for _ in range(200):  # bounded
-        port = free_port()
-        if port >= 55535:
-            continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port pair for a cluster node")
+    return _free_ports((0, 10_000))
 
 
 class RedisClusterServers:
