@@ -13,6 +13,7 @@ import os
 import random
 import signal
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -54,10 +55,37 @@ RETIRED_RECHECK_S = 3600.0
 # Feed documents waiting per parser process before the tick starts no more polls.
 PARSE_BACKLOG_PER_WORKER = 64
 ROLES = ("all", "poller", "worker")
+# Fault injection, for systemd/boot-check.sh: this many seconds after READY
+# the event loop blocks for good, while the process, its threads and its
+# workers live on. The watchdog pings come from the loop, so they stop, and
+# systemd must kill and restart the daemon. Never set in production.
+WEDGE_ENV = "FEED_MONITOR_TEST_WEDGE_S"
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _wedge() -> None:
+    """A callback that never returns: the event loop is stuck from now on."""
+    event(log, logging.WARNING, "test.wedged", hint=f"{WEDGE_ENV} is set")
+    threading.Event().wait()
+
+
+def _arm_wedge(loop: asyncio.AbstractEventLoop, environ: Mapping[str, str]) -> float | None:
+    """Schedule the wedge if ``WEDGE_ENV`` asks for it; the delay, or None."""
+    raw = environ.get(WEDGE_ENV)
+    if not raw:
+        return None
+    try:
+        delay = float(raw)
+    except ValueError:
+        event(log, logging.ERROR, "test.wedge_ignored", value=raw, hint="seconds expected")
+        return None
+    event(log, logging.WARNING, "test.wedge_armed", in_s=delay,
+          hint="the event loop will block for good, on purpose")  # fmt: skip
+    loop.call_later(delay, _wedge)
+    return delay
 
 
 def feeds_of(cfg: Config) -> list[Feed]:
@@ -727,6 +755,7 @@ class Daemon:
         gc.freeze()
         gc.set_threshold(20_000, 20, 20)
         self.notifier.ready(self.status_line())
+        _arm_wedge(loop, os.environ)
 
     async def _start_websub(
         self, spawn: Callable[[Coroutine[object, object, object]], None]

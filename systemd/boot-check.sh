@@ -277,6 +277,9 @@ else
     fi
     rm -rf /run/systemd/system/$UNIT.d
     systemctl daemon-reload
+    # The instance systemd restarted carries the hook too, and a stuck loop
+    # cannot hear SIGTERM: kill it instead of waiting out TimeoutStopSec.
+    systemctl kill --signal=SIGKILL "$UNIT"
 fi
 timeout 90 systemctl stop "$UNIT"
 

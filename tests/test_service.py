@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
+import pytest
 import redis.asyncio as aioredis
 
 from monitor import keys
@@ -157,4 +158,43 @@ async def test_notify_watchdog_reload_metrics_and_graceful_stop(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+        notify.close()
+
+
+async def test_a_wedged_event_loop_stops_the_watchdog_pings(
+    tmp_path: Path, redis_url: str, site: tuple[NewsSite, str]
+) -> None:
+    """The watchdog pings come from the event loop itself: when it is stuck
+    (the test hook blocks it one second after READY), they stop though the
+    process and its threads live on, so systemd would kill and restart it.
+    (systemd/boot-check.sh shows that part under the real systemd.)"""
+    _news, base = site
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(
+        f"state_dir: st\nrules: ['{ROOT}/config/rules/*.yaml']\n"
+        f"redis: {{url: '{redis_url}'}}\nhttp: {{allow_private_addresses: true}}\n"
+        "extraction: {workers: 1}\n"
+        f"feeds:\n  - {{name: news, url: '{base}/feed.xml', interval_s: 60}}\n"
+    )
+    notify = NotifySocket(tmp_path / "notify.sock")
+    env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000", "PATH": "/usr/bin:/bin",
+           "FEED_MONITOR_TEST_WEDGE_S": "1"}  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        EXE, "run", "--config", str(cfg), env=env, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        await notify.next("READY", "1")
+        await notify.next("WATCHDOG", "1", within_s=2)  # pinging, every 0.2 s
+        await asyncio.sleep(1.5)  # wedged by now
+        while True:  # what was sent before the wedge
+            try:
+                notify.sock.recv(4096)
+            except BlockingIOError:
+                break
+        with pytest.raises(TimeoutError):
+            await notify.next("WATCHDOG", "1", within_s=3)
+        assert proc.returncode is None  # alive, and silent: systemd's cue
+    finally:
+        proc.kill()
+        await proc.wait()
         notify.close()
