@@ -72,20 +72,19 @@ def _wedge() -> None:
     threading.Event().wait()
 
 
-def _arm_wedge(loop: asyncio.AbstractEventLoop, environ: Mapping[str, str]) -> float | None:
-    """Schedule the wedge if ``WEDGE_ENV`` asks for it; the delay, or None."""
+def _arm_wedge(loop: asyncio.AbstractEventLoop, environ: Mapping[str, str]) -> None:
+    """Schedule the wedge if ``WEDGE_ENV`` asks for it."""
     raw = environ.get(WEDGE_ENV)
     if not raw:
-        return None
+        return
     try:
         delay = float(raw)
     except ValueError:
         event(log, logging.ERROR, "test.wedge_ignored", value=raw, hint="seconds expected")
-        return None
+        return
     event(log, logging.WARNING, "test.wedge_armed", in_s=delay,
           hint="the event loop will block for good, on purpose")  # fmt: skip
     loop.call_later(delay, _wedge)
-    return delay
 
 
 def feeds_of(cfg: Config) -> list[Feed]:
