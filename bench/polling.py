@@ -21,8 +21,10 @@ Set-up (everything on 127.0.0.0/8, nothing reaches further):
   state as if every feed had been polled once (ETag, known, seen items),
   written with the daemon's own key names.
 - The daemon is ``monitor.daemon.Daemon(open_app(cfg, ...)).run()``, in this
-  process: the 1 s tick reads due feeds from Redis, leases them, hands them
-  to ``http.concurrency`` workers that run ``Pipeline.poll`` (conditional
+  process: the 1 s tick (run early while the poll queue is half empty and
+  feeds wait) reads due feeds from Redis, leases them, hands them to
+  ``http.concurrency`` (``--concurrency``, 200) workers that run
+  ``Pipeline.poll`` (conditional
   GET, per-host limits, feed parsing and page extraction in the pebble pool,
   rules, delivery) and store ``next_due``. Its log goes at INFO, formatted
   as in production, to a file.
@@ -994,7 +996,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--drain-seconds", type=float, default=90.0,
                     help="after the 200 phase, wait at most this long for its polls")  # fmt: skip
     ap.add_argument("--feeds-per-address", type=int, default=4)
-    ap.add_argument("--concurrency", type=int, default=1000, help="http.concurrency (max 1000)")
+    ap.add_argument("--concurrency", type=int, default=200, help="http.concurrency (max 1000)")
     ap.add_argument("--p-new", type=float, default=0.02)
     ap.add_argument("--profile", choices=["304", "mixed", "200"], default=None,
                     help="cProfile the event loop during this phase")  # fmt: skip

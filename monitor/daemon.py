@@ -51,6 +51,10 @@ log = logging.getLogger("monitor.daemon")
 MIN_POLL_DEADLINE_S = 300.0
 LAG_CHECK_S = 30.0
 TICK_S = 1.0
+# While due feeds wait for room, a tick also runs as soon as the poll queue is
+# half empty, but no sooner than this after the last one: the one-second tick
+# alone would cap polling at 2 x http.concurrency feeds a second.
+REFILL_MIN_S = 0.05
 RETIRED_RECHECK_S = 3600.0
 # Feed documents waiting per parser process before the tick starts no more polls.
 PARSE_BACKLOG_PER_WORKER = 64
@@ -233,6 +237,12 @@ class Daemon:
         self.queue: asyncio.Queue[tuple[Feed, FeedState | None] | None] = asyncio.Queue(
             maxsize=2 * cfg.http.concurrency
         )
+        # Ticks never overlap (the scheduler's and the early ones); the last
+        # one left due feeds behind for want of room; when it started.
+        self._tick_lock = asyncio.Lock()
+        self._more_due = False
+        self._ticked_at = 0.0
+        self._refill = asyncio.Event()
         self.workers: list[asyncio.Task[None]] = []
         self.rng = random.Random()
         self._status_at = 0.0
@@ -395,6 +405,22 @@ class Daemon:
     async def tick(self) -> None:
         """Lease due feeds and hand them to the poll workers, while their hosts
         have room and the workers keep up with the entries already queued."""
+        async with self._tick_lock:
+            self._ticked_at = time.monotonic()
+            self._more_due = False
+            await self._tick()
+
+    async def _refiller(self) -> None:
+        """Run a tick early whenever a worker asks for more (see ``_worker``)."""
+        while True:
+            await self._refill.wait()
+            await asyncio.sleep(max(0.0, self._ticked_at + REFILL_MIN_S - time.monotonic()))
+            self._refill.clear()
+            if self.stopping.is_set():
+                return
+            await self.tick()
+
+    async def _tick(self) -> None:
         if self.stopping.is_set():
             return
         room = self.queue.maxsize - self.queue.qsize()
@@ -432,6 +458,7 @@ class Daemon:
             per_host[host] = per_host.get(host, 0) + 1
             chosen.append(feed)
             if len(chosen) >= room:
+                self._more_due = True  # perhaps: the next tick will tell
                 break
         if remote and chosen:
             # The lease, atomic in Redis: of two daemons that chose the same
@@ -472,6 +499,8 @@ class Daemon:
             finally:
                 self.running.discard(feed.name)
                 self.queue.task_done()
+                if self._more_due and self.queue.qsize() <= self.queue.maxsize // 2:
+                    self._refill.set()
 
     def next_due(self, feed: Feed, o: PollOutcome) -> float:
         """Unix time of the feed's next poll (the rules are in monitor/schedule.py)."""
@@ -727,6 +756,7 @@ class Daemon:
             self.workers = [
                 loop.create_task(self._worker()) for _ in range(self.app.cfg.http.concurrency)
             ]
+            spawn(self._refiller())
         self.scheduler.start()
         if self.role in ("all", "worker"):
             c = self.app.cfg.cluster

@@ -142,3 +142,41 @@ async def test_ticks_start_no_polls_while_the_parsers_are_behind(
         assert parsers.pending == 0
         await daemon.tick()
         assert daemon.running == {"news"}
+
+
+async def test_a_drained_poll_queue_refills_before_the_next_tick(
+    tmp_path: Path, redis_url: str, site: tuple[NewsSite, str]
+) -> None:
+    """With more feeds due than the poll queue holds, the queue is refilled as
+    soon as it is half empty: the one-second tick alone would hand out only
+    2 x http.concurrency feeds a second, with the workers idle in between."""
+    news, base = site
+    many, concurrency = 60, 2
+    for i in range(many):
+        news.put_feed(f"/m/{i}.xml", rss([]))
+    feeds = [{"name": f"m{i}", "url": f"{base}/m/{i}.xml", "interval_s": 3600}
+             for i in range(many)]  # fmt: skip
+    http = {"allow_private_addresses": True, "timeout_s": 5, "concurrency": concurrency,
+            **UNTHROTTLED}  # fmt: skip
+    cfg = make_config(tmp_path, feeds, redis={"url": redis_url}, http=http)
+
+    def polled() -> int:
+        return sum(1 for i in range(many) if news.hits.get(f"/m/{i}.xml"))
+
+    async with open_app(cfg, redis_url, load_rules(cfg.rule_files())) as app:
+        daemon = Daemon(app, role="poller")
+        run = asyncio.ensure_future(daemon.run())
+        try:
+            started = time.monotonic()
+            for _ in range(200):  # bounded: 10 s
+                if polled() >= many:
+                    break
+                await asyncio.sleep(0.05)
+            took = time.monotonic() - started
+        finally:
+            daemon.stopping.set()
+            await asyncio.wait_for(run, timeout=30)
+    assert polled() == many
+    # Ticks alone: 4 feeds a second, 15 s for all 60 (the first tick at 0 s).
+    assert took < 7, f"{many} feeds took {took:.1f} s at concurrency {concurrency}"
+    assert all(news.hits.get(f"/m/{i}.xml") == 1 for i in range(many))
