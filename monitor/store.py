@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from monitor import keys
 from monitor.alerts import Alert
@@ -188,7 +188,10 @@ class Store:
         self._release_owner = client.register_script(_RELEASE_OWNER)
         self._enqueue = client.register_script(_ENQUEUE)
         self._host_acquire = client.register_script(_HOST_ACQUIRE)
+        # Calls made while the previous one is on its way go out together.
         self._finishes = Coalescer(self._finish_polls)
+        self._acquires = Coalescer(self._host_acquire_many)
+        self._acks = Coalescer(self._ack_entries)
 
     async def _call(self, coro: Any) -> Any:
         try:
@@ -324,7 +327,9 @@ class Store:
         six, and Redis commands were half of its CPU)."""
         await self._finishes.submit((name, due, state))
 
-    async def _finish_polls(self, polls: list[tuple[str, float | None, Mapping[str, str]]]) -> None:
+    async def _finish_polls(
+        self, polls: list[tuple[str, float | None, Mapping[str, str]]]
+    ) -> list[None]:
         async with self.client.pipeline(transaction=True) as p:
             for name, _due, state in polls:
                 _queue_state(p, self.keys.feed_state(name), state)
@@ -333,6 +338,7 @@ class Store:
                 p.zadd(self.keys.due, dues)
             p.hdel(self.keys.leases, *(name for name, _due, _state in polls))
             await self._call(p.execute())
+        return [None] * len(polls)
 
     async def leases(self) -> dict[str, str]:
         """Feed -> ``owner|until`` of every poll in progress."""
@@ -403,10 +409,14 @@ class Store:
 
     async def ack_entry(self, entry_id: str) -> None:
         """Done: out of the pending list and out of the stream."""
+        await self._acks.submit(entry_id)
+
+    async def _ack_entries(self, entry_ids: list[str]) -> list[None]:
         async with self.client.pipeline(transaction=True) as p:
-            p.xack(self.keys.entries, keys.ENTRY_GROUP, entry_id)
-            p.xdel(self.keys.entries, entry_id)
+            p.xack(self.keys.entries, keys.ENTRY_GROUP, *entry_ids)
+            p.xdel(self.keys.entries, *entry_ids)
             await self._call(p.execute())
+        return [None] * len(entry_ids)
 
     async def deliveries(self, entry_ids: Sequence[str]) -> dict[str, int]:
         """How many times each pending entry was handed to a worker (Redis counts)."""
@@ -458,20 +468,41 @@ class Store:
     ) -> float | None:
         """Seconds to wait before this request to ``host`` may start, or None if
         the host has no free slot now (try again)."""
-        reply = await self._call(
-            self._host_acquire(
-                keys=[self.keys.host_inflight(host), self.keys.host_next(host)],
-                args=[token, per_host, repr(spacing_s), repr(hold_s)],
-            )
-        )
+        reply = await self._acquires.submit(
+            ([self.keys.host_inflight(host), self.keys.host_next(host)],
+             [token, per_host, repr(spacing_s), repr(hold_s)])
+        )  # fmt: skip
         return None if reply == -1 else float(reply)
 
-    async def host_release_many(self, releases: Sequence[tuple[str, str]]) -> None:
+    async def _host_acquire_many(self, calls: list[tuple[list[str], list[str | int]]]) -> list[Any]:
+        """The acquire script once per call, pipelined: one round trip for all.
+
+        By its SHA: a pipeline of registered scripts would ask SCRIPT EXISTS
+        first, a second round trip. A server that lacks the script (restarted,
+        failed over) answers NOSCRIPT; those calls go again one by one, through
+        redis-py's script object, which loads it.
+        """
+        sha = self._host_acquire.sha
+        async with self.client.pipeline(transaction=False) as p:
+            for ks, args in calls:
+                # (ClusterPipeline blocks its evalsha method, not the command)
+                p.execute_command("EVALSHA", sha, len(ks), *ks, *args)
+            replies = list(await self._call(p.execute(raise_on_error=False)))
+        for i, reply in enumerate(replies):
+            if isinstance(reply, NoScriptError):
+                ks, args = calls[i]
+                replies[i] = await self._call(self._host_acquire(keys=ks, args=args))
+            elif isinstance(reply, Exception):
+                raise RedisUnavailable(self.where, f"{type(reply).__name__}: {reply}")
+        return replies
+
+    async def host_release_many(self, releases: Sequence[tuple[str, str]]) -> list[None]:
         """End requests, given as (host, token), in one round trip."""
         async with self.client.pipeline(transaction=False) as p:
             for host, token in releases:
                 p.zrem(self.keys.host_inflight(host), token)
             await self._call(p.execute())
+        return [None] * len(releases)
 
     # --- live daemons ---
 

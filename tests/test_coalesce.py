@@ -13,11 +13,12 @@ async def test_calls_during_a_send_share_the_next_one() -> None:
     sent: list[list[int]] = []
     release = asyncio.Event()
 
-    async def send(items: list[int]) -> None:
+    async def send(items: list[int]) -> list[None]:
         sent.append(items)
         await release.wait()
+        return [None] * len(items)
 
-    c: Coalescer[int] = Coalescer(send)
+    c: Coalescer[int, None] = Coalescer(send)
     async with asyncio.timeout(5):
         first = asyncio.create_task(c.submit(0))
         await asyncio.sleep(0)
@@ -32,11 +33,12 @@ async def test_calls_during_a_send_share_the_next_one() -> None:
 
 
 async def test_a_failed_send_fails_its_callers_only() -> None:
-    async def send(items: list[str]) -> None:
+    async def send(items: list[str]) -> list[None]:
         if "bad" in items:
             raise ConnectionError("down")
+        return [None] * len(items)
 
-    c: Coalescer[str] = Coalescer(send)
+    c: Coalescer[str, None] = Coalescer(send)
     async with asyncio.timeout(5):
         results = await asyncio.gather(c.submit("bad"), return_exceptions=True)
         assert isinstance(results[0], ConnectionError)
@@ -47,11 +49,12 @@ async def test_a_caller_that_gives_up_does_not_stop_the_others() -> None:
     sent: list[list[int]] = []
     gate = asyncio.Event()
 
-    async def send(items: list[int]) -> None:
+    async def send(items: list[int]) -> list[None]:
         sent.append(items)
         await gate.wait()
+        return [None] * len(items)
 
-    c: Coalescer[int] = Coalescer(send)
+    c: Coalescer[int, None] = Coalescer(send)
     async with asyncio.timeout(5):
         a = asyncio.create_task(c.submit(1))
         b = asyncio.create_task(c.submit(2))
@@ -62,3 +65,31 @@ async def test_a_caller_that_gives_up_does_not_stop_the_others() -> None:
             await a
         await b
     assert sent == [[1, 2]]
+
+
+async def test_each_caller_gets_its_own_result() -> None:
+    gate = asyncio.Event()
+    sent: list[list[int]] = []
+
+    async def send(items: list[int]) -> list[int]:
+        sent.append(items)
+        await gate.wait()
+        return [10 * i for i in items]
+
+    c: Coalescer[int, int] = Coalescer(send)
+    async with asyncio.timeout(5):
+        calls = [asyncio.create_task(c.submit(i)) for i in range(1, 5)]
+        await asyncio.sleep(0)
+        gate.set()
+        assert await asyncio.gather(*calls) == [10, 20, 30, 40]
+    assert sent == [[1, 2, 3, 4]]
+
+
+async def test_a_send_that_returns_too_few_results_fails_its_batch() -> None:
+    async def send(items: list[int]) -> list[int]:
+        return items[:-1]
+
+    c: Coalescer[int, int] = Coalescer(send)
+    async with asyncio.timeout(5):
+        results = await asyncio.gather(c.submit(1), c.submit(2), return_exceptions=True)
+    assert all(isinstance(r, RuntimeError) for r in results)

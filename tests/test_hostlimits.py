@@ -103,3 +103,47 @@ async def test_requests_ending_together_release_in_one_round_trip(
     assert len(batches) <= 2, batches  # the first alone at most, then the rest
     for h in hosts:  # every release reached Redis before its slot was free
         assert await store.client.zcard(store.keys.host_inflight(h)) == 0
+
+
+async def test_requests_starting_together_lease_in_one_round_trip(
+    any_redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches: list[int] = []
+    send = Store._host_acquire_many
+
+    async def counted(self: Store, calls: list[tuple[list[str], list[str | int]]]) -> list[object]:
+        batches.append(len(calls))
+        return await send(self, calls)
+
+    monkeypatch.setattr(Store, "_host_acquire_many", counted)
+    store = Store(connect(any_redis_url), any_redis_url, stream_maxlen=1000,
+                  delivered_ttl_s=3600, seen_per_feed=100)  # fmt: skip
+    try:
+        limiter = SharedHostLimiter(1, 0.0, store, "d", hold_s=30)
+        hosts = [f"together{i}.example" for i in range(20)]
+
+        async def request(host: str) -> int:
+            async with limiter.slot(host):
+                return int(await store.client.zcard(store.keys.host_inflight(host)))
+
+        async with asyncio.timeout(10):
+            held = await asyncio.gather(*(request(h) for h in hosts))
+        assert held == [1] * len(hosts)  # each request held its host's one slot
+        assert sum(batches) == len(hosts)
+        assert len(batches) <= 2, batches  # the first alone at most, then the rest
+    finally:
+        await store.close()
+
+
+async def test_a_server_that_lost_the_script_still_grants_leases(stores: list[Store]) -> None:
+    """After a restart or a failover the server may lack the script (NOSCRIPT):
+    the batch's calls are made again, loading it."""
+    store = stores[0]
+    assert await store.host_acquire("noscript.example", "a#1", 2, 0.0, 30) == 0.0
+    await store.client.script_flush()
+    async with asyncio.timeout(10):
+        waits = await asyncio.gather(
+            *(store.host_acquire("noscript.example", f"b#{i}", 2, 0.0, 30) for i in range(3))
+        )
+    assert sorted(waits, key=lambda w: w is None) == [0.0, None, None]  # one slot was left
+    assert await store.client.zcard(store.keys.host_inflight("noscript.example")) == 2
