@@ -69,13 +69,17 @@ class Deliverer:
         self.wake.set()
         return Outcome("spooled")
 
-    async def mark_seen(self, feed: str, identities: Sequence[str], now: datetime) -> None:
+    def remember_seen(self, feed: str, identities: Sequence[str]) -> None:
+        """Seen by this process: ``unseen`` leaves them out while Redis is away."""
         recent = self.recent.setdefault(feed, OrderedDict())
         for i in identities:
             recent[i] = None
             recent.move_to_end(i)
         while len(recent) > RECENT_PER_FEED:
             recent.popitem(last=False)
+
+    async def mark_seen(self, feed: str, identities: Sequence[str], now: datetime) -> None:
+        self.remember_seen(feed, identities)
         try:
             await self.store.mark_seen(feed, identities, now)
         except RedisUnavailable:

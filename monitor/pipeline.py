@@ -343,8 +343,13 @@ class Pipeline:
         return await self._process_in_order(feed, fresh)
 
     async def process_entry(self, feed: Feed, entry: Entry) -> int:
-        """One queued entry, start to end (a worker's unit of work)."""
-        return await self._deliver(feed, entry, await self.build_article(feed, entry))
+        """One queued entry, start to end (a worker's unit of work).
+
+        Queued entries were marked seen in Redis as they were queued
+        (``Store.enqueue``, in the same atomic step): delivery does not write
+        that again, it only tells this process's memory of them."""
+        article = await self.build_article(feed, entry)
+        return await self._deliver(feed, entry, article, queued=True)
 
     async def _process_in_order(self, feed: Feed, entries: list[Entry]) -> int:
         """Fetch and extract pages concurrently, but deliver in feed order."""
@@ -411,7 +416,9 @@ class Pipeline:
               kind=alert.kind)  # fmt: skip
         return 1
 
-    async def _deliver(self, feed: Feed, entry: Entry, article: Article) -> int:
+    async def _deliver(
+        self, feed: Feed, entry: Entry, article: Article, *, queued: bool = False
+    ) -> int:
         alerts = 0
         ids: dict[str, str] = {}
         # One story, one alert: a story some rule alerted on before, met
@@ -430,7 +437,10 @@ class Pipeline:
                     feed.name, entry.identity, fingerprint(entry), ids
                 )
                 await self.store.count_alerts(feed.name, alerts)
-        await self.deliverer.mark_seen(feed.name, seen_keys(entry), self.clock())
+        if queued:
+            self.deliverer.remember_seen(feed.name, seen_keys(entry))
+        else:
+            await self.deliverer.mark_seen(feed.name, seen_keys(entry), self.clock())
         self.metrics.entries.inc()
         return alerts
 

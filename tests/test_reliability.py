@@ -18,6 +18,7 @@ import pytest
 from monitor.daemon import open_app
 from monitor.entries import Feed
 from monitor.rules import load_rules
+from monitor.workitem import WorkItem
 from tests.conftest import ROOT, make_config
 from tests.servers import NewsSite, RedisServer, page, rss, stream_entries
 
@@ -89,6 +90,40 @@ async def test_outage_spools_and_replays_in_order_exactly_once(
     ids = await stream_entry_ids(url)
     assert len(ids) == 5
     assert len(set(ids)) == 5
+
+
+async def test_entries_a_worker_here_alerted_are_not_redone_in_an_outage(
+    tmp_path: Path, private_redis: RedisServer, site: tuple[NewsSite, str]
+) -> None:
+    """Queued entries are marked seen in Redis as they are queued. While Redis
+    is away a poll cannot ask it, so the worker's memory of what it processed
+    is what keeps them from being alerted a second time."""
+    news, base = site
+    url = private_redis.url
+    cfg = make_config(tmp_path, [{"name": "news", "url": f"{base}/feed.xml"}],
+                      redis={"url": url})  # fmt: skip
+    feed = Feed("news", f"{base}/feed.xml", 60)
+    publish(news, base, 2)
+    async with open_app(cfg, url, load_rules(cfg.rule_files())) as app:
+        await app.store.ensure_entry_group()
+        app.pipeline.queue_entries = True
+        queued = await app.pipeline.poll(feed)
+        assert (queued.new_entries, queued.alerts) == (2, 0)  # for the workers
+        rows = await app.store.read_entries("w", 10, block_ms=None)
+        alerts = 0
+        for entry_id, fields in rows:
+            alerts += await app.pipeline.process_entry(feed, WorkItem.from_fields(fields).entry)
+            await app.store.ack_entry(entry_id)
+        assert (len(rows), alerts) == (2, 2)
+
+        private_redis.stop()
+        during = await app.pipeline.poll(feed)
+        assert during.status == "ok"
+        assert (during.new_entries, during.alerts) == (0, 0)
+        assert app.deliverer.outbox.depth() == (0, 0)
+    private_redis.start()
+    ids = await stream_entry_ids(url)
+    assert len(ids) == len(set(ids)) == 2
 
 
 async def test_deliveries_wait_behind_the_spool_to_keep_order(
