@@ -51,7 +51,7 @@ log = logging.getLogger("monitor.sightings")
 MAX_CANDIDATES = 200  # signatures verified per decision, newest first
 
 # KEYS: url keys (ARGV[5] of them), band keys (ARGV[6]), this alert's
-# signature key, its first-feed key. ARGV: alert_id, now, window_s,
+# signature key, its first-feed key, its delivered key. ARGV: alert_id, now, window_s,
 # threshold, #urls, #bands, signature hex ("" = no text test; 8 hex digits
 # of shingle count, then 8 per value), signature key prefix, max candidates,
 # feed, containment threshold (> 1: off), containment floor. Returns
@@ -63,6 +63,13 @@ local threshold, nu, nb = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]
 local sig, prefix, cap, feed = ARGV[7], ARGV[8], tonumber(ARGV[9]), ARGV[10]
 local contained, floor = tonumber(ARGV[11]), tonumber(ARGV[12])
 local first_feed = KEYS[nu + nb + 2]
+local owner = redis.call('GET', first_feed)
+-- This very alert went out already from this feed, or unasked (Redis was
+-- away, or the spool held alerts): it stays itself, or its entry, processed
+-- again after the outage, would go out a second time as an update.
+if (not owner or owner == feed) and redis.call('EXISTS', KEYS[nu + nb + 3]) == 1 then
+  return {me, 'new', '0'}
+end
 local function same(j, a, b)
   if j >= threshold then return true end
   if j < floor or contained > 1 or math.min(a, b) <= 0 then return false end
@@ -72,7 +79,6 @@ local function claim_urls(owner)
   for j = 1, nu do redis.call('SET', KEYS[j], owner, 'NX', 'EX', window) end
 end
 -- The same entry (same guid or link, so the same alert_id) in another feed.
-local owner = redis.call('GET', first_feed)
 if owner and owner ~= feed then
   claim_urls(me)
   return {me, 'entry', '1'}
@@ -159,6 +165,7 @@ class Sightings:
         key_list += [
             self.keys.sameness_signature(alert_id),
             self.keys.sameness_first_feed(alert_id),
+            self.keys.delivered(alert_id),
         ]
         s = self.settings
         sig = to_hex(mark.signature) if mark.signature else ""

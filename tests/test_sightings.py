@@ -202,6 +202,23 @@ async def test_resolve_turns_a_second_sighting_into_an_update(store: Store) -> N
     ]
 
 
+async def test_an_alert_sent_unasked_during_an_outage_stays_itself(store: Store) -> None:
+    """An entry alerted while Redis was away (sent as itself, from the spool)
+    and processed again after it (its acknowledgement was lost) must not go
+    out a second time as an update of the story's first alert."""
+    sights = Sightings(store, SETTINGS)
+    now = datetime.fromtimestamp(NOW, UTC)
+    await sights.resolve([_alert("r", "a1")], _article("https://news.example/1"), now)
+    outage = _alert("r", "a2")  # the same story from another page, delivered unasked
+    assert (await store.deliver(outage)).new
+    again = await sights.resolve([outage], _article("https://mirror.example/1"), now)
+    assert again == [outage]
+    assert not (await store.deliver(again[0])).new
+    # Not yet delivered: the same story from a third page is an update.
+    third = await sights.resolve([_alert("r", "a3")], _article("https://mirror.example/2"), now)
+    assert [(a.kind, a.updates) for a in third] == [("also_seen", "a1")]
+
+
 async def test_while_alerts_wait_in_the_spool_redis_is_not_asked(store: Store) -> None:
     sights = Sightings(store, SETTINGS)
     now = datetime.fromtimestamp(NOW, UTC)
