@@ -25,7 +25,7 @@ from monitor.extract import (
     choose_body,
     extract_page,
 )
-from monitor.pagemeta import decode_html, load_json_ld, norm_date, norm_lang
+from monitor.pagemeta import decode_html, load_json_ld, norm_date, norm_lang, parse_html
 from monitor.workers import TaskTimeout, WorkerPool
 
 PAGES = Path(__file__).resolve().parent / "fixtures" / "pages"
@@ -331,3 +331,17 @@ def test_the_date_search_can_be_skipped_but_the_metadata_date_is_kept() -> None:
         b'<html><head><meta property="article:published_time" content="2024-03-07"></head>',
     )
     assert extract_page(meta, url, 100_000, False).date == "2024-03-07"
+
+
+def test_every_parsed_element_is_an_html_element_trafilatura_accepts() -> None:
+    import lxml.html
+
+    tree = parse_html(
+        "<html><body><form><input name=q><select><option>a</option></select>"
+        "<textarea>t</textarea><label>l</label></form><p>Text &amp; more</p></body></html>"
+    )
+    assert tree is not None
+    elements = [e for e in tree.iter() if isinstance(e.tag, str)]
+    assert len(elements) == 9
+    assert all(isinstance(e, lxml.html.HtmlElement) for e in elements)
+    assert tree.text_content().endswith("Text & more")
