@@ -19,19 +19,27 @@ R = TypeVar("R")
 
 
 class Coalescer(Generic[T, R]):
-    """``send`` takes a batch of items and returns one result per item, in order."""
+    """``send`` takes a batch of items and returns one result per item, in order.
 
-    def __init__(self, send: Callable[[list[T]], Awaitable[Sequence[R]]]) -> None:
+    ``senders``: batches on their way at once. More than one shortens the
+    wait of a call that arrives while a batch is out (when callers wait on
+    the answer), at the price of smaller batches.
+    """
+
+    def __init__(
+        self, send: Callable[[list[T]], Awaitable[Sequence[R]]], *, senders: int = 1
+    ) -> None:
         self._send = send
         self._queued: list[tuple[T, asyncio.Future[R]]] = []
-        self._sender: asyncio.Task[None] | None = None
+        self._senders: set[asyncio.Task[None]] = set()
+        self._max_senders = senders
 
     async def submit(self, item: T) -> R:
         """``item``'s result, once its batch is sent; raises what the batch's send raised."""
         done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queued.append((item, done))
-        if self._sender is None:
-            self._sender = asyncio.get_running_loop().create_task(self._run())
+        if len(self._senders) < self._max_senders:
+            self._senders.add(asyncio.get_running_loop().create_task(self._run()))
         return await done
 
     async def _run(self) -> None:
@@ -52,7 +60,9 @@ class Coalescer(Generic[T, R]):
                         if not done.done():
                             done.set_result(result)
         finally:
-            self._sender = None
-            for _item, done in batch + self._queued:  # cancelled: shutting down
+            # Out of the set at once: a call made from now on starts a sender.
+            self._senders.discard(asyncio.current_task())
+            # Cancelled (shutting down): our batch, and the queue if no sender is left.
+            for _item, done in batch if self._senders else batch + self._queued:
                 if not done.done():
                     done.cancel()

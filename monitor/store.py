@@ -190,7 +190,8 @@ class Store:
         self._host_acquire = client.register_script(_HOST_ACQUIRE)
         # Calls made while the previous one is on its way go out together.
         self._finishes = Coalescer(self._finish_polls)
-        self._acquires = Coalescer(self._host_acquire_many)
+        # Two batches out at once: a poll waits on its lease, so a short wait matters.
+        self._acquires = Coalescer(self._host_acquire_many, senders=2)
         self._acks = Coalescer(self._ack_entries)
 
     async def _call(self, coro: Any) -> Any:

@@ -93,3 +93,38 @@ async def test_a_send_that_returns_too_few_results_fails_its_batch() -> None:
     async with asyncio.timeout(5):
         results = await asyncio.gather(c.submit(1), c.submit(2), return_exceptions=True)
     assert all(isinstance(r, RuntimeError) for r in results)
+
+
+async def test_two_senders_keep_two_batches_on_their_way() -> None:
+    gates = [asyncio.Event(), asyncio.Event(), asyncio.Event()]
+    sent: list[list[int]] = []
+
+    async def send(items: list[int]) -> list[None]:
+        sent.append(items)
+        await gates[len(sent) - 1].wait()
+        return [None] * len(items)
+
+    c: Coalescer[int, None] = Coalescer(send, senders=2)
+    async with asyncio.timeout(5):
+        a = asyncio.create_task(c.submit(1))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        b = asyncio.create_task(c.submit(2))  # the first is out: a second sender takes it
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert sent == [[1], [2]]
+        rest = [asyncio.create_task(c.submit(i)) for i in (3, 4)]
+        await asyncio.sleep(0)
+        gates[1].set()  # the second batch returns first
+        await b
+        assert not a.done()
+        gates[0].set()
+        gates[2].set()
+        await asyncio.gather(a, *rest)
+    assert sorted(map(sorted, sent)) == [[1], [2], [3, 4]]
+    # Idle again: the next call is sent at once, by a new sender.
+    sent.clear()
+    gates[0].set()
+    async with asyncio.timeout(5):
+        await c.submit(5)
+    assert sent == [[5]]
