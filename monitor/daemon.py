@@ -445,6 +445,10 @@ class Daemon:
         except RedisUnavailable:
             due = sorted((t, n) for n, t in self.due_local.items() if t <= now)
             names, remote = [n for _t, n in due[: room * 4]], False
+        # Due feeds left behind (beyond what this tick read, for want of room,
+        # their host busy) make the next tick come early (see ``_refiller``).
+        if len(names) >= room * 4:
+            self._more_due = True
         hosts = self.app.pipeline.hosts
         per_host: dict[str, int] = {}
         chosen: list[Feed] = []
@@ -454,11 +458,12 @@ class Daemon:
                 continue
             host = host_of(feed.url)
             if not hosts.has_room(host) or per_host.get(host, 0) >= hosts.per_host:
+                self._more_due = True
                 continue  # this host is busy: its feeds wait, others go on
             per_host[host] = per_host.get(host, 0) + 1
             chosen.append(feed)
             if len(chosen) >= room:
-                self._more_due = True  # perhaps: the next tick will tell
+                self._more_due = True
                 break
         if remote and chosen:
             # The lease, atomic in Redis: of two daemons that chose the same
