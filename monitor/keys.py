@@ -80,6 +80,12 @@ class KeySpace:
         """Marks an alert as appended; holds its stream entry id."""
         return f"{self.prefix}:delivered:{alert_id}"
 
+    def delivered_entry(self, rule_id: str, entry_id: str, feed: str) -> str:
+        """Marks an entry of a feed as alerted on for a rule, as an alert or an
+        also_seen update (they have different alert_ids); holds the stream id."""
+        digest = _digest("\x00".join((rule_id, entry_id, feed)))
+        return f"{self.prefix}:delivered:entry:{digest}"
+
     def feed_state(self, feed: str) -> str:
         """Hash of a feed's HTTP caching state and last outcome."""
         return f"{self.prefix}:feed:{feed}"

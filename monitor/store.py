@@ -19,14 +19,20 @@ from monitor.coalesce import Coalescer
 from monitor.errors import RedisUnavailable
 from monitor.redisconn import Client, disconnect, keyspace
 
-# One atomic step: skip an alert_id already delivered, else append it to the
+# One atomic step: skip an alert_id already delivered (or, with KEYS[3], an
+# entry of a feed already alerted on for the rule), else append it to the
 # stream, remember it, and publish it. A retry after any failure is harmless.
 _DELIVER = """
 local existing = redis.call('GET', KEYS[1])
 if existing then return {0, existing} end
+if KEYS[3] then
+  existing = redis.call('GET', KEYS[3])
+  if existing then return {0, existing} end
+end
 local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
                       'alert', ARGV[1], 'alert_id', ARGV[4], 'rule', ARGV[5])
 redis.call('SET', KEYS[1], id, 'EX', ARGV[3])
+if KEYS[3] then redis.call('SET', KEYS[3], id, 'EX', ARGV[3]) end
 for i = 6, #ARGV do redis.call('PUBLISH', ARGV[i], ARGV[1]) end
 return {1, id}
 """
@@ -251,11 +257,23 @@ class Store:
             await self._call(p.execute())
 
     async def deliver(self, alert: Alert) -> Delivery:
+        """Append and publish ``alert`` unless it went out already.
+
+        Its alert_id says whether it did; so does, for a story's first alert
+        or an also_seen update, whether its entry (rule, entry, feed) did.
+        The same entry can go out as either: as an alert when the sameness
+        check could not ask Redis (an outage), as an update when it could.
+        Re-alerts of an edited story (``updates`` set on an alert) are
+        alerts of their own.
+        """
         channels = [keys.ALERT_CHANNEL, keys.rule_channel(alert.rule)]
         channels += [c for c in alert.channels if c not in channels]
+        once = [self.keys.delivered(alert.alert_id), self.keys.alert_stream]
+        if alert.kind == "also_seen" or alert.updates is None:
+            once.append(self.keys.delivered_entry(alert.rule, alert.entry_id, alert.feed))
         new, stream_id = await self._call(
             self._deliver(
-                keys=[self.keys.delivered(alert.alert_id), self.keys.alert_stream],
+                keys=once,
                 args=[
                     alert.to_json(),
                     self.stream_maxlen,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -26,6 +27,11 @@ SETTINGS = DedupeSettings(window_s=WINDOW)
 def mark(text: str, *urls: str) -> StoryMark:
     sig = signature(text, shingle_words=SETTINGS.shingle_words, min_words=SETTINGS.min_words)
     return StoryMark(urls, sig)
+
+
+async def stream_entries_of(store: Store) -> list[dict[str, str]]:
+    rows = await store.client.xrange(store.keys.alert_stream)
+    return [{str(k): str(v) for k, v in (fields or {}).items()} for _id, fields in rows or []]
 
 
 async def sameness_keys(store: Store) -> list[str]:
@@ -217,6 +223,21 @@ async def test_an_alert_sent_unasked_during_an_outage_stays_itself(store: Store)
     # Not yet delivered: the same story from a third page is an update.
     third = await sights.resolve([_alert("r", "a3")], _article("https://mirror.example/2"), now)
     assert [(a.kind, a.updates) for a in third] == [("also_seen", "a1")]
+
+
+async def test_an_entry_goes_out_once_per_feed_as_an_alert_or_an_update(store: Store) -> None:
+    """The reverse of the case above: an update went out, then (in an outage,
+    another daemon with no memory of the entry) the entry is delivered
+    unasked as an alert. Its own id is new, the entry is not."""
+    update = replace(_alert("r", "u1"), kind="also_seen", updates="first")
+    assert (await store.deliver(update)).new
+    assert not (await store.deliver(_alert("r", "a1"))).new  # same rule, entry and feed
+    # Still new: the entry in another feed, for another rule, or re-alerted as edited.
+    assert (await store.deliver(replace(_alert("r", "a2"), feed="g"))).new
+    assert (await store.deliver(_alert("q", "b1"))).new
+    assert (await store.deliver(replace(_alert("r", "e1"), updates="u1"))).new
+    ids = [f["alert_id"] for f in await stream_entries_of(store)]
+    assert ids == ["u1", "a2", "b1", "e1"]
 
 
 async def test_while_alerts_wait_in_the_spool_redis_is_not_asked(store: Store) -> None:
