@@ -515,13 +515,12 @@ class Store:
                 raise RedisUnavailable(self.where, f"{type(reply).__name__}: {reply}")
         return replies
 
-    async def host_release_many(self, releases: Sequence[tuple[str, str]]) -> list[None]:
+    async def host_release_many(self, releases: Sequence[tuple[str, str]]) -> None:
         """End requests, given as (host, token), in one round trip."""
         async with self.client.pipeline(transaction=False) as p:
             for host, token in releases:
                 p.zrem(self.keys.host_inflight(host), token)
             await self._call(p.execute())
-        return [None] * len(releases)
 
     # --- live daemons ---
 
