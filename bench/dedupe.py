@@ -43,16 +43,15 @@ from pathlib import Path
 import numpy as np
 
 from monitor.config import DedupeSettings
+from monitor.minhash import signature, tokens
 from monitor.sameness import (
     BAND_ROWS,
     BANDS,
-    TextSignature,
     band_keys,
     same_story,
     sameness_url,
-    signature,
-    tokens,
 )
+from monitor.textsig import TextSignature
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

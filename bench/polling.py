@@ -551,6 +551,8 @@ def role(pid: int) -> str:
         ppid = 0
     if "forkserver" in cmd:
         return "forkserver" if ppid == os.getpid() else "pool worker"
+    if "spawn_main" in cmd:  # the parsing process (monitor.workers, start="spawn")
+        return "parse worker"
     return cmd[:40]
 
 

@@ -42,8 +42,10 @@ from monitor.sdnotify import Notifier
 from monitor.store import FeedState, Store
 from monitor.substore import SubscriptionStore
 from monitor.websub import WebSub
-from monitor.workers import WorkerPool
+from monitor.workers import EXTRACTION_PRELOAD, PARSING_PRELOAD, STARTED, Task, WorkerPool
 
+# Run once in each new extraction worker before READY (monitor.extract.warm_up).
+WARM_EXTRACTION = Task[None]("monitor.extract:warm_up")
 log = logging.getLogger("monitor.daemon")
 
 # A poll that runs longer than this is cancelled; its entries stay unseen
@@ -148,7 +150,9 @@ async def open_app(
 
     Feeds get parsing processes of their own only where pages are extracted
     too (role ``all``): a poller's pool parses and nothing else, so nothing
-    waits there, and the spare processes would only cost memory and CPU."""
+    waits there, and the spare processes would only cost memory and CPU.
+    Those parsing processes are spawned, not forked from the server that
+    has trafilatura and numpy loaded for extraction."""
     store = Store(
         connect(redis_url, max_connections=2 * cfg.http.concurrency + 16),
         redis_url,
@@ -156,9 +160,12 @@ async def open_app(
         delivered_ttl_s=cfg.redis.delivered_ttl_s,
         seen_per_feed=cfg.redis.seen_per_feed,
     )
-    pool = WorkerPool(worker_count(cfg), cfg.extraction.max_tasks_per_worker)
+    max_tasks = cfg.extraction.max_tasks_per_worker
+    # A poller's pool only parses feeds: its workers preload nothing else.
+    preload = PARSING_PRELOAD if role == "poller" else EXTRACTION_PRELOAD
+    pool = WorkerPool(worker_count(cfg), max_tasks, preload=preload)
     parsers = cfg.extraction.parse_workers if role == "all" else 0
-    parse_pool = WorkerPool(parsers, cfg.extraction.max_tasks_per_worker) if parsers else None
+    parse_pool = WorkerPool(parsers, max_tasks, start="spawn") if parsers else None
     limits = HttpLimits.from_settings(cfg.http)
     session = make_session(limits, cfg.http.concurrency)
     outbox = await asyncio.to_thread(Outbox, cfg.state_dir / "spool.db")
@@ -739,6 +746,7 @@ class Daemon:
 
     async def _start(self, spawn: Callable[[Coroutine[object, object, object]], None]) -> None:
         feeds = feeds_of(self.app.cfg)
+        await self._warm_workers()
         with contextlib.suppress(RedisUnavailable):
             freed = await self.app.store.release_owner(self.owner, time.time())
             if freed:
@@ -790,6 +798,20 @@ class Daemon:
         gc.set_threshold(20_000, 20, 20)
         self.notifier.ready(self.status_line())
         _arm_wedge(loop, os.environ)
+
+    async def _warm_workers(self) -> None:
+        """Worker processes start before READY, not with the first story."""
+        pipeline = self.app.pipeline
+        warming = [pipeline.pool.warm(STARTED if self.role == "poller" else WARM_EXTRACTION)]
+        if pipeline.parse_pool is not pipeline.pool:
+            warming.append(pipeline.parse_pool.warm())
+        started = time.monotonic()
+        try:
+            await asyncio.gather(*warming)
+        except Exception as exc:  # their first real tasks will fail and say why
+            event(log, logging.WARNING, "workers.not_warmed", error=f"{type(exc).__name__}: {exc}")
+            return
+        event(log, logging.INFO, "workers.started", seconds=round(time.monotonic() - started, 2))
 
     async def _start_websub(
         self, spawn: Callable[[Coroutine[object, object, object]], None]

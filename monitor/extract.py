@@ -527,6 +527,19 @@ def extract_page(
     )
 
 
+_WARM_PAGE = (
+    b"<html><head><title>Warm-up</title></head><body><article><p>"
+    + b"This page only loads what the first real extraction would load. " * 8
+    + b"</p></article></body></html>"
+)
+
+
+def warm_up() -> None:
+    """Load the language model and trafilatura's lazy state in a new worker
+    (monitor.workers.WorkerPool.warm), so the first story does not wait."""
+    extract_page(_WARM_PAGE, "http://warm-up.invalid/page", len(_WARM_PAGE), False)
+
+
 _HARD_FLAGS = {
     CONSENT_WALL: "page is a cookie/consent wall",
     JS_REQUIRED: "page only asks to enable JavaScript",

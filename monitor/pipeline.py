@@ -41,7 +41,6 @@ from monitor.entries import (
 )
 from monitor.errors import ExtractionError, FeedParseError, FetchError, RedisUnavailable
 from monitor.extract import PageText, choose_body, extract_page
-from monitor.feedparse import parse_feed
 from monitor.fetch import FetchResult, HttpLimits, fetch, host_of
 from monitor.hublinks import HubLinks
 from monitor.logs import event
@@ -52,10 +51,15 @@ from monitor.rules import RuleSet
 from monitor.schedule import FeedHints, entry_interval_s
 from monitor.sightings import Sightings
 from monitor.store import FINGERPRINT, FeedState, Store
-from monitor.workers import TaskTimeout, WorkerPool
+from monitor.textsig import TextSignature
+from monitor.workers import Task, TaskTimeout, WorkerPool
 from monitor.workitem import WorkItem
 
 log = logging.getLogger("monitor.pipeline")
+
+# Run in worker processes, named by path: the daemon never imports feedparser or numpy.
+PARSE_FEED = Task[ParsedFeed]("monitor.feedparse:parse_feed")
+SIGNATURE = Task[TextSignature | None]("monitor.minhash:signature")
 
 FEED_ACCEPT = (
     "application/rss+xml, application/atom+xml, application/xml;q=0.9, text/xml;q=0.8, */*;q=0.1"
@@ -134,7 +138,7 @@ class Pipeline:
         self.hosts = hosts
         self.limits = HttpLimits.from_settings(cfg.http)
         self._page_slots = asyncio.Semaphore(cfg.http.concurrency)
-        self.sightings = Sightings(store, cfg.dedupe)
+        self.sightings = Sightings(store, cfg.dedupe, self._signature)
         # True in the daemon: new entries go to the entry stream for the
         # workers (monitor/entryworker.py) instead of being processed here.
         self.queue_entries = False
@@ -291,10 +295,22 @@ class Pipeline:
     async def _parse(
         self, body: bytes, url: str, feed_name: str, content_type: str | None
     ) -> ParsedFeed:
-        parsed: ParsedFeed = await self.parse_pool.run(
-            parse_feed, body, url, feed_name, content_type, timeout_s=PARSE_TIMEOUT_S
+        return await self.parse_pool.run(
+            PARSE_FEED, body, url, feed_name, content_type, timeout_s=PARSE_TIMEOUT_S
         )
-        return parsed
+
+    async def _signature(
+        self, text: str, shingle_words: int, min_words: int
+    ) -> TextSignature | None:
+        """The body's MinHash signature, from an extraction worker (numpy, CPU)."""
+        timeout_s = self.cfg.extraction.timeout_s
+        try:
+            return await self.pool.run(
+                SIGNATURE, text, shingle_words, min_words, timeout_s=timeout_s
+            )
+        except TaskTimeout as exc:  # the address test still applies
+            event(log, logging.WARNING, "dedupe.no_signature", reason=str(exc))
+            return None
 
     async def _take(
         self, feed: Feed, state: FeedState, parsed: ParsedFeed, now: datetime, *, poll: bool = True

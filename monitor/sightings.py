@@ -24,7 +24,7 @@ delivers the alert as a new one: a story is never dropped for dedupe.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -40,11 +40,11 @@ from monitor.sameness import (
     StoryMark,
     also_seen_alert,
     band_keys,
-    signature,
     story_urls,
     to_hex,
 )
 from monitor.store import Store
+from monitor.textsig import TextSignature
 
 log = logging.getLogger("monitor.sightings")
 
@@ -141,19 +141,25 @@ class Verdict:
     similarity: float
 
 
+# Text, shingle words, least words -> the text's signature (monitor.minhash.signature,
+# which the pipeline runs in a worker process: it is CPU work, and numpy).
+Signer = Callable[[str, int, int], Awaitable[TextSignature | None]]
+
+
 class Sightings:
-    def __init__(self, store: Store, settings: DedupeSettings) -> None:
+    def __init__(self, store: Store, settings: DedupeSettings, signer: Signer) -> None:
         self.store = store
         self.settings = settings
+        self.signer = signer
         self.keys = store.keys
         self._claim = store.client.register_script(_CLAIM)
 
-    def mark(self, article: Article) -> StoryMark:
+    async def mark(self, article: Article) -> StoryMark:
         """The story's sameness URLs and text signature, as the settings ask."""
         s = self.settings
         urls = story_urls(article.entry.link, article.extra.get("canonical_url"))
-        sig = signature(article.body, shingle_words=s.shingle_words, min_words=s.min_words)
-        return StoryMark(urls if s.by_url else (), sig if s.by_text else None)
+        sig = await self.signer(article.body, s.shingle_words, s.min_words) if s.by_text else None
+        return StoryMark(urls if s.by_url else (), sig)
 
     async def claim(
         self, rule: str, alert_id: str, feed: str, mark: StoryMark, now: float
@@ -189,7 +195,7 @@ class Sightings:
         costs no extra failing calls."""
         if not alerts or not self.settings.enabled or spooling:
             return alerts
-        mark = self.mark(article)
+        mark = await self.mark(article)
         out = []
         for alert in alerts:
             try:

@@ -5,23 +5,21 @@ from __future__ import annotations
 import pytest
 
 from monitor.alerts import Alert, Sighting
+from monitor.minhash import signature, tokens
 from monitor.sameness import (
     BANDS,
-    NUM_PERM,
-    TextSignature,
     also_seen_alert,
     band_keys,
     containment,
     from_hex,
     same_story,
     sameness_url,
-    signature,
     similarity,
     story_urls,
     to_hex,
-    tokens,
 )
 from monitor.subscribe import format_alert
+from monitor.textsig import NUM_PERM, TextSignature
 
 THRESHOLD, CONTAINED, SHINGLE, MIN_WORDS = 0.3, 0.7, 4, 15
 

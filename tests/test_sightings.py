@@ -12,10 +12,12 @@ import pytest
 from monitor.alerts import Alert
 from monitor.config import DedupeSettings
 from monitor.entries import Article, Entry
+from monitor.minhash import signature
 from monitor.redisconn import connect
-from monitor.sameness import StoryMark, band_keys, same_story, signature, similarity
+from monitor.sameness import StoryMark, band_keys, same_story, similarity
 from monitor.sightings import Sightings
 from monitor.store import Store
+from monitor.textsig import TextSignature
 from tests.servers import free_port
 from tests.test_sameness import EN, EN_OTHER, ZH
 
@@ -39,6 +41,11 @@ async def sameness_keys(store: Store) -> list[str]:
     return [k async for k in store.client.scan_iter(match=f"{store.keys.prefix}:same:*")]
 
 
+async def sign_here(text: str, shingle_words: int, min_words: int) -> TextSignature | None:
+    """The signer, in this process (the pipeline runs it in a worker)."""
+    return signature(text, shingle_words, min_words)
+
+
 @pytest.fixture
 async def store(any_redis_url: str) -> AsyncIterator[Store]:
     s = Store(connect(any_redis_url), any_redis_url, stream_maxlen=1000, delivered_ttl_s=3600,
@@ -50,7 +57,7 @@ async def store(any_redis_url: str) -> AsyncIterator[Store]:
 
 
 async def test_first_sighting_claims_and_later_ones_name_it(store: Store) -> None:
-    sights = Sightings(store, SETTINGS)
+    sights = Sightings(store, SETTINGS, sign_here)
     first = await sights.claim("r", "a1", "f", mark(EN, "//news.example/1"), NOW)
     assert (first.first_id, first.by) == ("a1", "new")
     by_url = await sights.claim("r", "a2", "f", mark(EN_OTHER, "//news.example/1"), NOW + 1)
@@ -76,11 +83,11 @@ async def test_a_story_inside_a_long_wrapper_is_found_by_containment(store: Stor
     assert set(band_keys(first.signature.values)) & set(band_keys(copy.signature.values))
     jaccard = similarity(first.signature.values, copy.signature.values)
     assert jaccard < SETTINGS.threshold
-    plain = Sightings(store, SETTINGS.model_copy(update={"containment": None}))
+    plain = Sightings(store, SETTINGS.model_copy(update={"containment": None}), sign_here)
     await plain.claim("r", "a1", "f", first, NOW)
     assert (await plain.claim("r", "a2", "f", copy, NOW)).by == "new"
     await plain.claim("q", "b1", "f", first, NOW)
-    found = await Sightings(store, SETTINGS).claim("q", "b2", "f", copy, NOW)
+    found = await Sightings(store, SETTINGS, sign_here).claim("q", "b2", "f", copy, NOW)
     assert (found.first_id, found.by, found.similarity) == ("b1", "text", jaccard)
 
 
@@ -105,7 +112,7 @@ async def test_the_redis_verdict_is_the_pure_one(store: Store, a: str, b: str) -
     expected = same_story(
         first.signature, second.signature, SETTINGS.threshold, SETTINGS.containment
     ) and bool(set(band_keys(first.signature.values)) & set(band_keys(second.signature.values)))
-    sights = Sightings(store, SETTINGS)
+    sights = Sightings(store, SETTINGS, sign_here)
     await sights.claim("r", "a1", "f", first, NOW)
     verdict = await sights.claim("r", "a2", "f", second, NOW)
     assert verdict.by == ("text" if expected else "new")
@@ -113,7 +120,7 @@ async def test_the_redis_verdict_is_the_pure_one(store: Store, a: str, b: str) -
 
 async def test_the_same_alert_claiming_again_stays_first(store: Store) -> None:
     """A re-delivery after a crash: the alert finds itself, not a rival."""
-    sights = Sightings(store, SETTINGS)
+    sights = Sightings(store, SETTINGS, sign_here)
     m = mark(EN, "//news.example/1")
     assert (await sights.claim("r", "a1", "f", m, NOW)).by == "new"
     assert (await sights.claim("r", "a1", "f", m, NOW + 5)).by == "new"
@@ -122,7 +129,7 @@ async def test_the_same_alert_claiming_again_stays_first(store: Store) -> None:
 
 async def test_the_same_entry_in_another_feed_is_a_sighting(store: Store) -> None:
     """Same guid or link, hence the same alert_id, but from another feed."""
-    sights = Sightings(store, SETTINGS)
+    sights = Sightings(store, SETTINGS, sign_here)
     assert (await sights.claim("r", "a1", "world", StoryMark((), None), NOW)).by == "new"
     assert (await sights.claim("r", "a1", "world", StoryMark((), None), NOW)).by == "new"
     other = await sights.claim("r", "a1", "europe", StoryMark((), None), NOW)
@@ -130,7 +137,7 @@ async def test_the_same_entry_in_another_feed_is_a_sighting(store: Store) -> Non
 
 
 async def test_every_key_expires_within_the_window(store: Store) -> None:
-    sights = Sightings(store, SETTINGS)
+    sights = Sightings(store, SETTINGS, sign_here)
     m = mark(ZH, "//news.example/1", "//wire.example/zh")
     await sights.claim("r", "a1", "f", m, NOW)
     assert m.signature is not None
@@ -144,7 +151,7 @@ async def test_every_key_expires_within_the_window(store: Store) -> None:
 
 
 async def test_a_story_older_than_the_window_is_not_matched(store: Store) -> None:
-    sights = Sightings(store, SETTINGS)
+    sights = Sightings(store, SETTINGS, sign_here)
     await sights.claim("r", "a1", "f", mark(EN), NOW)
     later = await sights.claim("r", "a2", "f", mark(EN), NOW + WINDOW + 1)
     assert (later.first_id, later.by) == ("a2", "new")
@@ -161,7 +168,7 @@ async def test_a_story_older_than_the_window_is_not_matched(store: Store) -> Non
 async def test_concurrent_deliveries_make_one_first_alert(
     store: Store, urls: tuple[str, ...]
 ) -> None:
-    sights = Sightings(store, SETTINGS)
+    sights = Sightings(store, SETTINGS, sign_here)
     m = mark(EN, *urls)
     verdicts = await asyncio.gather(
         *(sights.claim("r", f"a{i}", "f", m, NOW) for i in range(20))
@@ -186,7 +193,7 @@ def _article(link: str) -> Article:
 
 
 async def test_resolve_turns_a_second_sighting_into_an_update(store: Store) -> None:
-    sights = Sightings(store, SETTINGS)
+    sights = Sightings(store, SETTINGS, sign_here)
     now = datetime.fromtimestamp(NOW, UTC)
     first = await sights.resolve([_alert("r", "a1")], _article("https://news.example/1"), now)
     assert [a.kind for a in first] == ["alert"]
@@ -202,7 +209,7 @@ async def test_resolve_turns_a_second_sighting_into_an_update(store: Store) -> N
     assert (seen.feed, seen.url, seen.by, seen.time) == (
         "f", "https://news.example/1", "text", "2026-09-21T14:13:20Z"
     )  # fmt: skip
-    off = Sightings(store, SETTINGS.model_copy(update={"enabled": False}))
+    off = Sightings(store, SETTINGS.model_copy(update={"enabled": False}), sign_here)
     assert await off.resolve([_alert("r", "a3")], _article("https://news.example/1"), now) == [
         _alert("r", "a3")
     ]
@@ -212,7 +219,7 @@ async def test_an_alert_sent_unasked_during_an_outage_stays_itself(store: Store)
     """An entry alerted while Redis was away (sent as itself, from the spool)
     and processed again after it (its acknowledgement was lost) must not go
     out a second time as an update of the story's first alert."""
-    sights = Sightings(store, SETTINGS)
+    sights = Sightings(store, SETTINGS, sign_here)
     now = datetime.fromtimestamp(NOW, UTC)
     await sights.resolve([_alert("r", "a1")], _article("https://news.example/1"), now)
     outage = _alert("r", "a2")  # the same story from another page, delivered unasked
@@ -241,7 +248,7 @@ async def test_an_entry_goes_out_once_per_feed_as_an_alert_or_an_update(store: S
 
 
 async def test_while_alerts_wait_in_the_spool_redis_is_not_asked(store: Store) -> None:
-    sights = Sightings(store, SETTINGS)
+    sights = Sightings(store, SETTINGS, sign_here)
     now = datetime.fromtimestamp(NOW, UTC)
     alerts = [_alert("r", "a1")]
     article = _article("https://news.example/1")
@@ -255,7 +262,7 @@ async def test_redis_away_means_new_alerts_not_lost_ones() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     down = Store(connect(url), url, stream_maxlen=1000, delivered_ttl_s=3600, seen_per_feed=100)
     try:
-        sights = Sightings(down, SETTINGS)
+        sights = Sightings(down, SETTINGS, sign_here)
         now = datetime.fromtimestamp(NOW, UTC)
         alerts = [_alert("r", "a1"), _alert("q", "b1")]
         assert await sights.resolve(alerts, _article("https://news.example/1"), now) == alerts
