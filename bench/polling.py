@@ -47,7 +47,9 @@ feedparser.parse on every body, one feed at a time, for ``--naive-seconds``.
 Configuration-level experiments, off by default (the daemon as shipped):
 ``--redis-max-connections N`` puts max_connections in the Redis URL
 (redis-py's asyncio pool refuses a 101st concurrent command);
-``--gc-freeze`` and ``--gc-threshold N`` tune the daemon process's GC.
+``--gc-freeze`` and ``--gc-threshold N`` tune the daemon process's GC;
+``--parse-workers N`` sets ``extraction.parse_workers`` (0: feeds are parsed
+in the extraction processes, one process fewer).
 ``--profile PHASE`` prints a cProfile of the event loop for one phase.
 
     .venv/bin/python bench/polling.py [--feeds 10000] [--seconds 30]
@@ -106,6 +108,7 @@ if not IN_POOL_WORKER:
     from monitor import keys
     from monitor.config import (
         Config,
+        ExtractionSettings,
         FeedSpec,
         HttpSettings,
         PollingSettings,
@@ -764,6 +767,9 @@ def make_config(args: argparse.Namespace, workdir: Path, redis_url: str, port: i
         # adapt_weight 0: the documents' items are years old, and the adaptive
         # rate would move every feed to hours; the bench wants its interval.
         polling=PollingSettings(adapt_weight=0.0),
+        extraction=ExtractionSettings()
+        if args.parse_workers is None
+        else ExtractionSettings(parse_workers=args.parse_workers),
         shutdown_deadline_s=5.0,
         rules=(str(rules_dir / "*.yaml"),),
         feed_files=(),
@@ -951,6 +957,7 @@ def print_setup(args: argparse.Namespace, checks: list[DocCheck], naddrs: int, p
           f"{args.redis_max_connections or 'as shipped (redis-py default 100)'}"
           f"{'; EXPERIMENT gc.freeze()' if args.gc_freeze else ''}"
           f"{f'; EXPERIMENT gc threshold {args.gc_threshold}' if args.gc_threshold else ''}"
+          f"{'' if args.parse_workers is None else f'; parse_workers {args.parse_workers}'}"
           )  # fmt: skip
     sizes = [c.template.size for c in checks]
     print(f"documents: {len(checks)} real feeds, {min(sizes)}-{max(sizes)} bytes, "
@@ -1012,6 +1019,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--gc-threshold", type=int, default=None,
                     help="experiment: gc.set_threshold(N) (generation 0) before the "
                     "daemon starts (the daemon leaves Python's default, 700)")  # fmt: skip
+    ap.add_argument("--parse-workers", type=int, default=None,
+                    help="experiment: extraction.parse_workers (as shipped: 1)")  # fmt: skip
     ap.add_argument("--keep", action="store_true", help="keep the work dir (daemon log)")
     args = ap.parse_args(argv)
     if not 1 <= args.feeds <= 100_000 or not 0 < args.seconds <= 3600:

@@ -42,10 +42,11 @@ from monitor.sdnotify import Notifier
 from monitor.store import FeedState, Store
 from monitor.substore import SubscriptionStore
 from monitor.websub import WebSub
-from monitor.workers import EXTRACTION_PRELOAD, PARSING_PRELOAD, STARTED, Task, WorkerPool
+from monitor.workers import EXTRACTION_PRELOAD, PARSING_PRELOAD, Task, WorkerPool
 
-# Run once in each new extraction worker before READY (monitor.extract.warm_up).
+# Run once in each worker before READY: what the first page or feed would load.
 WARM_EXTRACTION = Task[None]("monitor.extract:warm_up")
+WARM_PARSING = Task[None]("monitor.feedparse:warm_up")
 log = logging.getLogger("monitor.daemon")
 
 # A poll that runs longer than this is cancelled; its entries stay unseen
@@ -802,9 +803,12 @@ class Daemon:
     async def _warm_workers(self) -> None:
         """Worker processes start before READY, not with the first story."""
         pipeline = self.app.pipeline
-        warming = [pipeline.pool.warm(STARTED if self.role == "poller" else WARM_EXTRACTION)]
-        if pipeline.parse_pool is not pipeline.pool:
-            warming.append(pipeline.parse_pool.warm())
+        parsing_here = pipeline.parse_pool is pipeline.pool
+        tasks = [WARM_EXTRACTION] if self.role != "poller" else []
+        tasks += [WARM_PARSING] if parsing_here and self.role != "worker" else []
+        warming = [pipeline.pool.warm(*tasks)]
+        if not parsing_here:
+            warming.append(pipeline.parse_pool.warm(WARM_PARSING))
         started = time.monotonic()
         try:
             await asyncio.gather(*warming)

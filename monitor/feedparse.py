@@ -129,6 +129,20 @@ def parse_feed(data: bytes, url: str, feed_name: str, content_type: str | None) 
     )
 
 
+_WARM_FEED = (
+    b'<?xml version="1.0"?><rss version="2.0"><channel><title>Warm-up</title>'
+    b"<item><title>One</title><link>http://warm-up.invalid/1</link>"
+    b"<description>&lt;p&gt;Loads what the first real feed would.&lt;/p&gt;</description>"
+    b"</item></channel></rss>"
+)
+
+
+def warm_up() -> None:
+    """Import and exercise what the first real parse would, in a new worker
+    (monitor.workers.WorkerPool.warm), so the first poll does not wait."""
+    parse_feed(_WARM_FEED, "http://warm-up.invalid/rss", "warm-up", "application/rss+xml")
+
+
 def _skip_values(data: bytes, patterns: tuple[re.Pattern[bytes], ...]) -> list[str]:
     """The item texts of the first <skipHours> or <skipDays> block."""
     opening, closing, item = patterns

@@ -108,12 +108,15 @@ class WorkerPool:
             self.pending -= 1
         return result
 
-    async def warm(self, task: Task[Any] = STARTED, timeout_s: float = 120.0) -> None:
-        """Start every worker and run ``task`` once per worker, before real work
-        arrives: otherwise the first tasks wait for the workers to start (and
-        the forkserver to import trafilatura, about a second) and for the lazy
-        state that ``task`` loads."""
-        await asyncio.gather(*(self.run(task, timeout_s=timeout_s) for _ in range(self.workers)))
+    async def warm(self, *tasks: Task[Any], timeout_s: float = 120.0) -> None:
+        """Start every worker and run each of ``tasks`` (default: one that does
+        nothing) once per worker, before real work arrives: otherwise the
+        first tasks wait for the workers to start (and the forkserver to
+        import trafilatura, about a second) and for the lazy state the
+        warm-up tasks load."""
+        runs = [self.run(t, timeout_s=timeout_s) for t in tasks or (STARTED,)
+                for _ in range(self.workers)]  # fmt: skip
+        await asyncio.gather(*runs)
 
     def close(self) -> None:
         self._pool.stop()  # type: ignore[no-untyped-call]

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 import monitor
-from monitor.daemon import WARM_EXTRACTION
+from monitor.daemon import WARM_EXTRACTION, WARM_PARSING
 from monitor.entries import ParsedFeed
 from monitor.textsig import TextSignature
 from monitor.workers import Task, WorkerPool
@@ -97,3 +97,12 @@ async def test_warming_a_pool_loads_what_the_first_extraction_would() -> None:
     finally:
         cold.close()
         warm.close()
+
+
+async def test_warming_a_parsing_pool_imports_the_feed_parser() -> None:
+    pool = WorkerPool(1, max_tasks=10, start="spawn")
+    try:
+        await pool.warm(WARM_PARSING)
+        assert await pool.run(loaded, *WORKER_ONLY, timeout_s=60) == ["feedparser"]
+    finally:
+        pool.close()
