@@ -47,6 +47,7 @@ from monitor.workers import EXTRACTION_PRELOAD, PARSING_PRELOAD, Task, WorkerPoo
 # Run once in each worker before READY: what the first page or feed would load.
 WARM_EXTRACTION = Task[None]("monitor.extract:warm_up")
 WARM_PARSING = Task[None]("monitor.feedparse:warm_up")
+WARM_LIMIT_S = 30.0
 log = logging.getLogger("monitor.daemon")
 
 # A poll that runs longer than this is cancelled; its entries stay unseen
@@ -92,6 +93,12 @@ def _arm_wedge(loop: asyncio.AbstractEventLoop, environ: Mapping[str, str]) -> N
     event(log, logging.WARNING, "test.wedge_armed", in_s=delay,
           hint="the event loop will block for good, on purpose")  # fmt: skip
     loop.call_later(delay, _wedge)
+
+
+def _read_error(task: asyncio.Task[None]) -> None:
+    """A warm-up that outlived the wait: its error, if any, is not worth a traceback."""
+    if not task.cancelled():
+        task.exception()
 
 
 def feeds_of(cfg: Config) -> list[Feed]:
@@ -236,6 +243,7 @@ class Daemon:
         )
         self.feeds: dict[str, Feed] = {}
         self.due_local: dict[str, float] = {}
+        self._warming: set[asyncio.Task[None]] = set()  # warm-ups READY did not wait for
         # What an outage kept from Redis: due times, and leases to release.
         self.unsynced: dict[str, float] = {}
         self.unreleased: set[str] = set()
@@ -810,12 +818,21 @@ class Daemon:
         if not parsing_here:
             warming.append(pipeline.parse_pool.warm(WARM_PARSING))
         started = time.monotonic()
-        try:
-            await asyncio.gather(*warming)
-        except Exception as exc:  # their first real tasks will fail and say why
-            event(log, logging.WARNING, "workers.not_warmed", error=f"{type(exc).__name__}: {exc}")
-            return
-        event(log, logging.INFO, "workers.started", seconds=round(time.monotonic() - started, 2))
+        # Bounded well inside systemd's TimeoutStartSec (60 s): on a slow start
+        # the warm-ups go on in the background and READY does not wait.
+        pending = {asyncio.create_task(w) for w in warming}
+        done, self._warming = await asyncio.wait(pending, timeout=WARM_LIMIT_S)
+        for task in self._warming:  # still starting: they finish on their own
+            task.add_done_callback(_read_error)
+        errors = [exc for exc in (t.exception() for t in done) if exc is not None]
+        if errors:  # the first real tasks will fail too, and say why
+            error = f"{type(errors[0]).__name__}: {errors[0]}"
+            event(log, logging.WARNING, "workers.not_warmed", error=error)
+        elif self._warming:
+            event(log, logging.WARNING, "workers.slow_start", waited_s=WARM_LIMIT_S)
+        else:
+            seconds = round(time.monotonic() - started, 2)
+            event(log, logging.INFO, "workers.started", seconds=seconds)
 
     async def _start_websub(
         self, spawn: Callable[[Coroutine[object, object, object]], None]

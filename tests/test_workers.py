@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import logging
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import monitor
-from monitor.daemon import WARM_EXTRACTION, WARM_PARSING
+import monitor.daemon as daemon_module
+from monitor.daemon import WARM_EXTRACTION, WARM_PARSING, Daemon, open_app
 from monitor.entries import ParsedFeed
+from monitor.rules import load_rules
 from monitor.textsig import TextSignature
 from monitor.workers import Task, WorkerPool
+from tests.conftest import make_config
 
 WORKER_ONLY = ("numpy", "feedparser", "trafilatura")
 URL = "http://news.example/rss"
@@ -106,3 +112,49 @@ async def test_warming_a_parsing_pool_imports_the_feed_parser() -> None:
         assert await pool.run(loaded, *WORKER_ONLY, timeout_s=60) == ["feedparser"]
     finally:
         pool.close()
+
+
+async def ready_daemon(daemon: Daemon) -> asyncio.Future[None]:
+    run = asyncio.ensure_future(daemon.run())
+    for _ in range(600):  # bounded: 60 s
+        if daemon.scheduler.running or run.done():
+            break
+        await asyncio.sleep(0.1)
+    assert daemon.scheduler.running
+    return run
+
+
+async def test_the_daemon_warms_its_workers_before_it_is_ready(
+    tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="monitor.daemon")
+    cfg = make_config(tmp_path, [], redis={"url": redis_url})
+    async with open_app(cfg, redis_url, load_rules(cfg.rule_files())) as app:
+        daemon = Daemon(app)
+        run = await ready_daemon(daemon)
+        try:
+            events = [r.getMessage() for r in caplog.records]
+            assert "workers.started" in events
+            assert await app.pipeline.pool.run(language_model_loaded, timeout_s=60) is True
+        finally:
+            daemon.stopping.set()
+            await asyncio.wait_for(run, timeout=30)
+
+
+async def test_a_slow_worker_start_does_not_hold_back_ready(
+    tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setattr(daemon_module, "WARM_LIMIT_S", 0.0)
+    caplog.set_level(logging.INFO, logger="monitor.daemon")
+    cfg = make_config(tmp_path, [], redis={"url": redis_url})
+    async with open_app(cfg, redis_url, load_rules(cfg.rule_files())) as app:
+        daemon = Daemon(app)
+        run = await ready_daemon(daemon)
+        try:
+            events = [r.getMessage() for r in caplog.records]
+            assert "workers.slow_start" in events and "workers.started" not in events
+            assert daemon._warming
+        finally:
+            daemon.stopping.set()
+            await asyncio.wait_for(run, timeout=30)
