@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import pkgutil
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -114,47 +116,56 @@ async def test_warming_a_parsing_pool_imports_the_feed_parser() -> None:
         pool.close()
 
 
-async def ready_daemon(daemon: Daemon) -> asyncio.Future[None]:
-    run = asyncio.ensure_future(daemon.run())
-    for _ in range(600):  # bounded: 60 s
-        if daemon.scheduler.running or run.done():
-            break
-        await asyncio.sleep(0.1)
-    assert daemon.scheduler.running
-    return run
+class EventNames(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.names: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.names.append(record.getMessage())
+
+
+@contextlib.asynccontextmanager
+async def ready_daemon(tmp_path: Path, redis_url: str) -> AsyncIterator[tuple[Daemon, list[str]]]:
+    """A daemon (role all, in this process) once it is READY, and the events it logged."""
+    cfg = make_config(tmp_path, [], redis={"url": redis_url})
+    handler = EventNames()
+    log = logging.getLogger("monitor.daemon")
+    log.addHandler(handler)
+    level = log.level
+    log.setLevel(logging.INFO)
+    try:
+        async with open_app(cfg, redis_url, load_rules(cfg.rule_files())) as app:
+            daemon = Daemon(app)
+            run = asyncio.ensure_future(daemon.run())
+            try:
+                for _ in range(600):  # bounded: 60 s
+                    if daemon.scheduler.running or run.done():
+                        break
+                    await asyncio.sleep(0.1)
+                assert daemon.scheduler.running
+                yield daemon, handler.names
+            finally:
+                daemon.stopping.set()
+                await asyncio.wait_for(run, timeout=30)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)
 
 
 async def test_the_daemon_warms_its_workers_before_it_is_ready(
-    tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, redis_url: str
 ) -> None:
-    caplog.set_level(logging.INFO, logger="monitor.daemon")
-    cfg = make_config(tmp_path, [], redis={"url": redis_url})
-    async with open_app(cfg, redis_url, load_rules(cfg.rule_files())) as app:
-        daemon = Daemon(app)
-        run = await ready_daemon(daemon)
-        try:
-            events = [r.getMessage() for r in caplog.records]
-            assert "workers.started" in events
-            assert await app.pipeline.pool.run(language_model_loaded, timeout_s=60) is True
-        finally:
-            daemon.stopping.set()
-            await asyncio.wait_for(run, timeout=30)
+    async with ready_daemon(tmp_path, redis_url) as (daemon, events):
+        assert "workers.started" in events
+        pool = daemon.app.pipeline.pool
+        assert await pool.run(language_model_loaded, timeout_s=60) is True
 
 
 async def test_a_slow_worker_start_does_not_hold_back_ready(
-    tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:  # fmt: skip
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(daemon_module, "WARM_LIMIT_S", 0.0)
-    caplog.set_level(logging.INFO, logger="monitor.daemon")
-    cfg = make_config(tmp_path, [], redis={"url": redis_url})
-    async with open_app(cfg, redis_url, load_rules(cfg.rule_files())) as app:
-        daemon = Daemon(app)
-        run = await ready_daemon(daemon)
-        try:
-            events = [r.getMessage() for r in caplog.records]
-            assert "workers.slow_start" in events and "workers.started" not in events
-            assert daemon._warming
-        finally:
-            daemon.stopping.set()
-            await asyncio.wait_for(run, timeout=30)
+    async with ready_daemon(tmp_path, redis_url) as (daemon, events):
+        assert "workers.slow_start" in events and "workers.started" not in events
+        assert daemon._warming  # still warming, in the background
