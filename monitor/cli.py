@@ -13,6 +13,7 @@ import socket
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -21,8 +22,10 @@ from monitor.config import Config, find_config, load_config
 from monitor.embedded_redis import EmbeddedRedis
 from monitor.errors import ConfigError, MonitorError, Problem, RedisUnavailable
 from monitor.logs import event, setup_logging
-from monitor.opml import OpmlFeed
 from monitor.rules import RuleSet, load_rules
+
+if TYPE_CHECKING:  # imported by the commands that use it: lxml stays out of the daemon
+    from monitor.opml import OpmlFeed
 
 log = logging.getLogger("monitor.cli")
 
@@ -506,7 +509,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
 
 def cmd_feeds(args: argparse.Namespace) -> int:
-    from monitor.opml import feeds_yaml, parse_opml, to_opml, unique_name
+    from monitor.opml import OpmlFeed, feeds_yaml, parse_opml, to_opml, unique_name
 
     cfg = _config(args)
     names = [f.name for f in cfg.feeds]
@@ -546,6 +549,8 @@ def cmd_feeds(args: argparse.Namespace) -> int:
 
 def _feed_list(path: Path) -> list[OpmlFeed]:
     """The feeds already in a generated feed list (to append to it)."""
+    from monitor.opml import OpmlFeed
+
     if not path.exists():
         return []
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

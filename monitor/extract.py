@@ -1,4 +1,4 @@
-"""Article body extraction (runs in a worker process) and the page-or-feed choice.
+"""Article body extraction (runs in a worker process).
 
 ``extract_page`` is the pure function the worker runs: bytes in, a frozen,
 picklable ``PageText`` out, no network I/O. It decodes the page itself
@@ -10,22 +10,32 @@ JSON-LD ``articleBody`` when it is clearly better, and flags the pages whose
 text is not an article (consent walls, paywall teasers, "enable JavaScript"
 pages, navigation, comment threads, truncated bodies).
 
-``choose_body`` is the pure function the pipeline calls to decide whether the
-page text or the feed's own text is the article body; it says why when it is
-not the page.
+``PageText``, its flags and the page-or-feed choice live in
+monitor/bodychoice.py, which the daemon imports instead of this module.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
+from monitor.bodychoice import (
+    BOT_CHECK,
+    COMMENTS,
+    CONSENT_WALL,
+    JS_REQUIRED,
+    MIN_BODY_CHARS,
+    NAVIGATION,
+    NOT_ARTICLE,
+    PAYWALL,
+    TRUNCATED,
+    BodyChoice,
+    PageText,
+    choose_text,
+    words,
+)
 from monitor.pagemeta import PageMeta, clean_space, decode_html, html_to_text, parse_html, read_meta
-
-# Below this many characters a page "body" is probably a teaser or a wall.
-MIN_BODY_CHARS = 200
 
 # trafilatura's settings, chosen with bench/extraction.py. The first pass is
 # fast=True (no readability/jusText comparison) with favor_recall: of the
@@ -56,57 +66,6 @@ JSONLD_RATIO = 0.5
 # A paywall teaser is shorter than this (a long text is the article, even if
 # the page also asks for a subscription).
 PAYWALL_MAX_CHARS = 1500
-
-# Flags in PageText.flags.
-CONSENT_WALL = "consent-wall"
-JS_REQUIRED = "javascript-required"
-BOT_CHECK = "bot-check"
-PAYWALL = "paywall"
-NAVIGATION = "navigation"
-COMMENTS = "comments"
-TRUNCATED = "truncated"
-
-
-# The extracted text is not the article at all (choose_body never uses it).
-_NOT_ARTICLE = frozenset({CONSENT_WALL, JS_REQUIRED, BOT_CHECK, NAVIGATION, COMMENTS})
-
-
-@dataclass(frozen=True)
-class PageText:
-    """What ``extract_page`` found on a page.
-
-    ``text`` is the article body, plain text, one paragraph a line (empty if
-    none was found). ``lang`` is an ISO 639-1 code from the page markup or,
-    failing that, detected on the body; ``date`` is ``YYYY-MM-DD`` (the
-    page's publication date). ``body_from`` says where ``text`` came from
-    ("html" via trafilatura, "json-ld" for schema.org ``articleBody``, "none").
-    ``flags`` are the failure modes seen (the module's flag constants).
-    """
-
-    title: str
-    text: str
-    lang: str | None
-    date: str | None
-    canonical_url: str | None = None
-    site_name: str | None = None
-    description: str | None = None
-    body_from: str = "html"
-    flags: tuple[str, ...] = ()
-    encoding: str | None = None
-
-
-@dataclass(frozen=True)
-class BodyChoice:
-    """The article body the pipeline should match against.
-
-    ``source`` is "page" or "feed"; ``note`` says why the page text was not
-    used (None when it was).
-    """
-
-    text: str
-    source: Literal["page", "feed"]
-    note: str | None = None
-
 
 # --- trafilatura ---------------------------------------------------------------
 
@@ -159,17 +118,12 @@ def _trafilatura_text(tree: Any, url: str | None) -> tuple[str, list[str]]:
 
 # --- tidying --------------------------------------------------------------------
 
-_WORD = re.compile(r"\w+")
 _TITLE_SEP = re.compile(r"\s+(?:[|–—:»·]|-|::)\s+")
 
 
-def _tokens(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
-
-
 def _same_words(a: str, b: str) -> bool:
-    ta = _tokens(a)
-    return bool(ta) and ta == _tokens(b)
+    ta = words(a)
+    return bool(ta) and ta == words(b)
 
 
 def _strip_head(text: str, heads: list[str], meta: PageMeta) -> str:
@@ -500,7 +454,7 @@ def extract_page(
     if ld_body and _same_words(ld_body, text):  # keep its paragraphs
         text, body_from = ld_body, "json-ld"
     elif ld_body:
-        not_article = bool(_NOT_ARTICLE.intersection(flags))
+        not_article = bool(NOT_ARTICLE.intersection(flags))
         if (
             (not text and ld_body)
             or (len(ld_body) >= JSONLD_MIN_CHARS and len(text) < JSONLD_RATIO * len(ld_body))
@@ -508,7 +462,7 @@ def extract_page(
         ):
             text = ld_body
             body_from = "json-ld"
-            flags = tuple(f for f in flags if f not in _NOT_ARTICLE | {TRUNCATED, PAYWALL})
+            flags = tuple(f for f in flags if f not in NOT_ARTICLE | {TRUNCATED, PAYWALL})
             if len(text) < PAYWALL_MAX_CHARS and meta.article and meta.article.free is False:
                 flags = (*flags, PAYWALL)
             if _truncated(text):
@@ -540,20 +494,6 @@ def warm_up() -> None:
     extract_page(_WARM_PAGE, "http://warm-up.invalid/page", len(_WARM_PAGE), False)
 
 
-_HARD_FLAGS = {
-    CONSENT_WALL: "page is a cookie/consent wall",
-    JS_REQUIRED: "page only asks to enable JavaScript",
-    BOT_CHECK: "page is a bot check",
-    NAVIGATION: "page text is navigation, not an article",
-    COMMENTS: "page text is a comment thread, not the article",
-}
-_SOFT_FLAGS = {
-    PAYWALL: "page shows a paywall teaser",
-    TRUNCATED: "page text is truncated",
-}
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
-
-
 def feed_text(feed_summary: str, feed_content: str) -> str:
     """The feed's own body as plain text: the full content if longer, else the summary."""
     content = html_to_text(feed_content) if feed_content else ""
@@ -561,61 +501,10 @@ def feed_text(feed_summary: str, feed_content: str) -> str:
     return content if len(content) >= len(summary) else summary
 
 
-def _keys(text: str) -> set[str]:
-    """Comparison keys of a title: long words, or character pairs for CJK."""
-    keys = {w for w in _tokens(text) if len(w) >= 4 and not _CJK.search(w)}
-    for run in re.findall(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]+", text):
-        keys.update(run[i : i + 2] for i in range(len(run) - 1))
-    return keys
-
-
-def _unrelated(page: PageText, feed_title: str) -> bool:
-    """The page shares nothing with the entry's title (a redirect to a home page...)."""
-    keys = _keys(feed_title)
-    if len(keys) < 3:
-        return False
-    page_keys = _keys(f"{page.title}\n{page.description or ''}\n{page.text[:3000]}")
-    return not keys & page_keys
-
-
 def choose_body(
     page: PageText, feed_title: str, feed_summary: str, feed_content: str
 ) -> BodyChoice:
-    """The article body: the page text unless the feed's own text is better.
-
-    ``feed_summary``/``feed_content`` may be HTML (they are turned into plain
+    """``choose_text`` with feed fields that may be HTML (turned into plain
     text; the feed text is the content when it is at least as long as the
-    summary). The page text is used unless, in this order:
-
-    - it is empty;
-    - it is not an article (flags consent-wall, javascript-required,
-      bot-check, navigation, comments): the feed text is used even if it is
-      empty, because the page text would only produce false matches;
-    - it shares no word with a title of three or more words (a redirect to
-      another page);
-    - it is a paywall teaser or truncated, or shorter than MIN_BODY_CHARS, and
-      the feed text is longer;
-    - the feed text is at least twice as long and 500 characters longer (the
-      feed carries the full article, the page extraction missed part of it).
-
-    ``note`` names the reason whenever ``source`` is "feed".
-    """
-    fallback = feed_text(feed_summary, feed_content)
-    text = page.text.strip()
-    if not text:
-        return BodyChoice(fallback, "feed", "page had no article text")
-    for flag, why in _HARD_FLAGS.items():
-        if flag in page.flags:
-            return BodyChoice(fallback, "feed", why)
-    if _unrelated(page, feed_title):
-        return BodyChoice(fallback, "feed", "page text is unrelated to the entry title")
-    longer = len(fallback) > len(text)
-    for flag, why in _SOFT_FLAGS.items():
-        if flag in page.flags and longer:
-            return BodyChoice(fallback, "feed", f"{why} ({len(text)} chars); the feed's is longer")
-    if len(text) < MIN_BODY_CHARS and longer:
-        return BodyChoice(fallback, "feed", f"page text too short ({len(text)} chars)")
-    if len(fallback) >= 2 * len(text) and len(fallback) - len(text) >= 500:
-        note = f"feed text is much longer than the page text ({len(fallback)} vs {len(text)} chars)"
-        return BodyChoice(fallback, "feed", note)
-    return BodyChoice(text, "page", None)
+    summary). The pipeline's entries are plain text already."""
+    return choose_text(page, feed_title, feed_text(feed_summary, feed_content))

@@ -15,11 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from monitor.bodychoice import PageText
 from monitor.config import Config
 from monitor.entries import Entry
 from monitor.errors import ConfigError, Problem
 from monitor.explain import explain, jsonl_result
-from monitor.extract import PageText, extract_page
+from monitor.extract import extract_page
 from monitor.fetch import HttpLimits, fetch, make_session
 from monitor.matching import Story, match_story
 from monitor.rules import RuleSet

@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 
 from monitor.alerts import Alert, build_alert
+from monitor.bodychoice import PageText, choose_text
 from monitor.config import Config
 from monitor.delivery import Deliverer
 from monitor.entries import (
@@ -40,7 +41,6 @@ from monitor.entries import (
     seen_keys,
 )
 from monitor.errors import ExtractionError, FeedParseError, FetchError, RedisUnavailable
-from monitor.extract import PageText, choose_body, extract_page
 from monitor.fetch import FetchResult, HttpLimits, fetch, host_of
 from monitor.hublinks import HubLinks
 from monitor.logs import event
@@ -57,7 +57,9 @@ from monitor.workitem import WorkItem
 
 log = logging.getLogger("monitor.pipeline")
 
-# Run in worker processes, named by path: the daemon never imports feedparser or numpy.
+# Run in worker processes, named by path: the daemon never imports
+# feedparser, numpy, lxml or trafilatura.
+EXTRACT_PAGE = Task[PageText]("monitor.extract:extract_page")
 PARSE_FEED = Task[ParsedFeed]("monitor.feedparse:parse_feed")
 SIGNATURE = Task[TextSignature | None]("monitor.minhash:signature")
 
@@ -488,7 +490,7 @@ class Pipeline:
             event(log, logging.WARNING, "page.failed", feed=feed.name, url=entry.link, reason=note)
             return Article(entry, feed_text, "feed", note, entry.lang)
         lang = page.lang or entry.lang
-        body = choose_body(page, entry.title, entry.summary, entry.content)
+        body = choose_text(page, entry.title, feed_text)
         if body.source == "feed":
             self.metrics.extraction_failures.labels("page_not_used").inc()
         extra = {"canonical_url": page.canonical_url} if page.canonical_url else {}
@@ -507,8 +509,8 @@ class Pipeline:
             )
             self.metrics.fetch_seconds.labels("page").observe(time.monotonic() - started)
         try:
-            page: PageText = await self.pool.run(
-                extract_page,
+            page = await self.pool.run(
+                EXTRACT_PAGE,
                 result.body,
                 result.url,
                 self.cfg.extraction.max_html_bytes,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.extract import (
+from monitor.bodychoice import (
     BOT_CHECK,
     COMMENTS,
     CONSENT_WALL,
@@ -22,9 +22,9 @@ from monitor.extract import (
     TRUNCATED,
     BodyChoice,
     PageText,
-    choose_body,
-    extract_page,
+    choose_text,
 )
+from monitor.extract import choose_body, extract_page
 from monitor.pagemeta import decode_html, load_json_ld, norm_date, norm_lang, parse_html
 from monitor.workers import TaskTimeout, WorkerPool
 
@@ -345,3 +345,14 @@ def test_every_parsed_element_is_an_html_element_trafilatura_accepts() -> None:
     assert len(elements) == 9
     assert all(isinstance(e, lxml.html.HtmlElement) for e in elements)
     assert tree.text_content().endswith("Text & more")
+
+
+def test_choose_text_takes_the_feed_text_as_plain_text() -> None:
+    # The pipeline's entries are plain text already (monitor.feedparse): a
+    # literal "<" in a text/plain summary must not be read as markup.
+    fallback = "Fares: children < 12 travel free on the <new> island ferry."
+    choice = choose_text(body("Ferry later."), "Ferry timetable", fallback)
+    assert choice == BodyChoice(fallback, "feed", "page text too short (12 chars)")
+    # choose_body, for feed fields that may be HTML, turns them into text first.
+    html = choose_body(body("Ferry later."), "Ferry timetable", "", FERRY_CONTENT)
+    assert html.source == "feed" and "<p>" not in html.text
