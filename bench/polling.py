@@ -83,6 +83,7 @@ import time
 import urllib.request
 import zlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -115,7 +116,6 @@ if not IN_POOL_WORKER:
         RedisSettings,
     )
     from monitor.daemon import Daemon, open_app
-    from monitor.feedparse import parse_feed
     from monitor.logs import KeyValueFormatter
     from monitor.rules import load_rules
     from tests.servers import RedisServer, page
@@ -254,25 +254,51 @@ def _is_loopback_link(link: str | None) -> bool:
         return False
 
 
-def check_template(t: Template, addrs: Sequence[str], port: int) -> DocCheck:
+def probes(addrs: Sequence[str]) -> list[tuple[str, int, int]]:
+    """(address, feed number, generation) of the renders each document is checked on."""
+    return [(addrs[0], CANON_N, 0), (addrs[0], CANON_N, 1), (addrs[-1], 7, 0)]
+
+
+def parse_all(docs: list[tuple[bytes, str, str]]) -> list[tuple[list[str], list[str | None]] | str]:
+    """Entry identities and links of each document by the daemon's own parser,
+    or why it failed. Runs in a helper process: feedparser and lxml are not
+    the daemon's imports, and this process is the daemon's."""
+    from monitor.feedparse import parse_feed
+
+    out: list[tuple[list[str], list[str | None]] | str] = []
+    for body, url, name in docs:
+        try:
+            parsed = parse_feed(body, url, name, None)
+        except Exception as exc:  # reported, not raised
+            out.append(f"{type(exc).__name__}: {exc}")
+            continue
+        out.append(([e.identity for e in parsed.entries], [e.link for e in parsed.entries]))
+    return out
+
+
+def check_templates(templates: list[Template], addrs: Sequence[str], port: int) -> list[DocCheck]:
     """Parse renders with the daemon's own parser: every link must stay in
     127.42.0.0/16, and a new generation must make NEW_PER_200 items new."""
+    docs = [(t.render(host, port, n, gen), f"http://{host}:{port}/feed/{n}", f"f{n}")
+            for t in templates for host, n, gen in probes(addrs)]  # fmt: skip
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as helper:
+        parsed = helper.submit(parse_all, docs).result(timeout=300)
+    k = len(probes(addrs))
+    return [check_template(t, addrs, port, parsed[i * k : (i + 1) * k])
+            for i, t in enumerate(templates)]  # fmt: skip
 
-    def ids(host: str, n: int, gen: int) -> tuple[list[str], list[str | None]]:
-        url = f"http://{host}:{port}/feed/{n}"
-        try:
-            parsed = parse_feed(t.render(host, port, n, gen), url, f"f{n}", None)
-        except Exception as exc:  # reported, not raised
-            raise ValueError(f"{type(exc).__name__}: {exc}") from None
-        return [e.identity for e in parsed.entries], [e.link for e in parsed.entries]
 
-    try:
-        id0, links0 = ids(addrs[0], CANON_N, 0)
-        id1, links1 = ids(addrs[0], CANON_N, 1)
-        other = addrs[-1]
-        id_other, links_other = ids(other, 7, 0)
-    except ValueError as exc:
-        return DocCheck(t, 0, 0, [], False, f"does not parse: {exc}")
+def check_template(
+    t: Template, addrs: Sequence[str], port: int,
+    parsed: list[tuple[list[str], list[str | None]] | str],
+) -> DocCheck:  # fmt: skip
+    failed = next((p for p in parsed if isinstance(p, str)), None)
+    if failed is not None:
+        return DocCheck(t, 0, 0, [], False, f"does not parse: {failed}")
+    (id0, links0), (id1, links1), (id_other, links_other) = [
+        p for p in parsed if not isinstance(p, str)
+    ]
+    other = addrs[-1]
     if not all(_is_loopback_link(x) for x in [*links0, *links1, *links_other]):
         bad = next(x for x in [*links0, *links1, *links_other] if not _is_loopback_link(x))
         return DocCheck(t, len(id0), 0, [], False, f"link outside {NET}: {bad}")
@@ -1053,7 +1079,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sproc = server.proc
         victims.append(sproc.kill)
         addrs = [address(i) for i in range(naddrs)]
-        checks = [check_template(t, addrs, server.port) for t in load_templates(args.feeds_dir)]
+        checks = check_templates(load_templates(args.feeds_dir), addrs, server.port)
         bad = [c for c in checks if not c.ok]
         for c in bad:
             print(f"excluded {c.template.name}: {c.note}")
