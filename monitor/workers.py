@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import multiprocessing
-import os
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -46,14 +45,6 @@ class Task(Generic[T]):
 def _call(path: str, *args: Any) -> Any:
     """Runs in the worker: the module is imported (or already preloaded) there."""
     return Task[Any](path).resolve()(*args)
-
-
-def started() -> int:
-    """A task that does nothing: running it is what starts a worker."""
-    return os.getpid()
-
-
-STARTED = Task[int]("monitor.workers:started")
 
 
 class TaskTimeout(Exception):
@@ -109,13 +100,11 @@ class WorkerPool:
         return result
 
     async def warm(self, *tasks: Task[Any], timeout_s: float = 120.0) -> None:
-        """Start every worker and run each of ``tasks`` (default: one that does
-        nothing) once per worker, before real work arrives: otherwise the
-        first tasks wait for the workers to start (and the forkserver to
-        import trafilatura, about a second) and for the lazy state the
-        warm-up tasks load."""
-        runs = [self.run(t, timeout_s=timeout_s) for t in tasks or (STARTED,)
-                for _ in range(self.workers)]  # fmt: skip
+        """Start every worker and run each of ``tasks`` once per worker, before
+        real work arrives: otherwise the first tasks wait for the workers to
+        start (and the forkserver to import trafilatura, about a second) and
+        for the lazy state the warm-up tasks load."""
+        runs = [self.run(t, timeout_s=timeout_s) for t in tasks for _ in range(self.workers)]
         await asyncio.gather(*runs)
 
     def close(self) -> None:
