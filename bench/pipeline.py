@@ -16,7 +16,7 @@ the articles done (the daemons' heartbeats), without the start and the tail.
 Baseline, in the same run: bare ``trafilatura.extract`` (default settings,
 include_comments=False, include_tables=True) on the same page bytes, in a
 process pool of as many processes as cores. Peak RSS: the daemon's process
-tree (daemon, forkserver, workers), and the baseline pool's processes.
+tree (daemon and its worker processes), and the baseline pool's processes.
 Rounds alternate baseline and pipeline (a busy spell on a shared machine
 hits both); the median ratio is printed.
 
@@ -116,9 +116,10 @@ def cpu_split(daemons: list[int], redis_pid: int) -> dict[str, float]:
     """CPU seconds so far: daemon processes, their pool processes, Redis, this process.
 
     Pool processes recycled after max_tasks are gone from /proc; their time is
-    in the forkserver's reaped-children count.
+    in their daemon's reaped-children count (the daemon spawns them).
     """
-    pools = sum(cpu_s(k, reaped=True) for d in daemons for k in descendants(d))
+    pools = sum(cpu_s(k) for d in daemons for k in descendants(d))
+    pools += sum(cpu_s(d, reaped=True) - cpu_s(d) for d in daemons)
     return {
         "daemon": sum(cpu_s(d) for d in daemons),
         "pools": pools,

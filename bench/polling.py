@@ -37,8 +37,8 @@ client timeout), "200" (every poll a 200 with new items; then the tick job
 is paused until the polls already handed out have finished, at most
 ``--drain-seconds``, so the row counts completed polls, not a queue). Per
 phase: completed polls (the daemon's own counters), polls/s, CPU seconds per
-1,000 polls of the daemon's process tree (this process, the forkserver and
-the pool workers, from /proc) and of this process alone, of redis-server
+1,000 polls of the daemon's process tree (this process and its worker
+processes, from /proc) and of this process alone, of redis-server
 apart, the peak RSS (and PSS) of the daemon's tree, the server's answers,
 new TCP connections, CPU time in the GC, mean polls in flight. Then the
 naive baseline runs in its own process: urllib.request, no conditional GET,
@@ -94,7 +94,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # The daemon's pool workers re-run this file when they start (as
-# "__mp_main__": multiprocessing's forkserver). Under the `feed-monitor`
+# "__mp_main__": multiprocessing's spawn). Under the `feed-monitor`
 # command they import nothing of the daemon (monitor/__main__.py is tiny), so
 # here they must skip the daemon's imports too, or the memory measured would
 # be this script's, not the daemon's. The bench's own helper processes
@@ -553,14 +553,14 @@ def tree(root: int, exclude: set[int]) -> list[int]:
     return out
 
 
-def cpu_s(pid: int) -> float:
-    """utime+stime of pid and of its reaped children (workers that exited)."""
+def cpu_s(pid: int, *, reaped: bool = True) -> float:
+    """utime+stime of pid, and of its reaped children (workers that exited) if asked."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rpartition(")")[2].split()
     except OSError:
         return 0.0
-    return sum(int(x) for x in fields[11:15]) / CLK_TCK
+    return sum(int(x) for x in fields[11 : 15 if reaped else 13]) / CLK_TCK
 
 
 def role(pid: int) -> str:
@@ -573,14 +573,11 @@ def role(pid: int) -> str:
         return "?"
     if "resource_tracker" in cmd:
         return "resource tracker"
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            ppid = int(f.read().rpartition(")")[2].split()[1])
-    except (OSError, ValueError, IndexError):
-        ppid = 0
-    if "forkserver" in cmd:
-        return "forkserver" if ppid == os.getpid() else "pool worker"
-    if "spawn_main" in cmd:  # the parsing process (monitor.workers, start="spawn")
+    if "spawn_main" in cmd:  # monitor.workers spawns its workers
+        # Extraction workers carry numpy (text signatures); feed parsers do not.
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/maps") as f:
+            if "numpy" in f.read():
+                return "extraction worker"
         return "parse worker"
     return cmd[:40]
 
@@ -727,7 +724,7 @@ def snapshot(daemon: Daemon, server: ServerHandle, exclude: set[int], rpid: int)
     entries = reg.get_sample_value("feed_monitor_entries_processed_total") or 0.0
     redis_errors = reg.get_sample_value("feed_monitor_redis_errors_total") or 0.0
     stats = server.call("stats")
-    extra = {"main_cpu": cpu_s(os.getpid()), "connections": stats["connections"],
+    extra = {"main_cpu": cpu_s(os.getpid(), reaped=False), "connections": stats["connections"],
              "gc_s": GC.seconds, "gc_n": GC.count, "gc2_s": GC.full_seconds,
              "gc2_n": GC.full_count}  # fmt: skip
     return Snapshot(time.monotonic(), daemon_cpu(exclude), cpu_s(rpid), polls,

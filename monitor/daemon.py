@@ -42,7 +42,7 @@ from monitor.sdnotify import Notifier
 from monitor.store import FeedState, Store
 from monitor.substore import SubscriptionStore
 from monitor.websub import WebSub
-from monitor.workers import EXTRACTION_PRELOAD, PARSING_PRELOAD, Task, WorkerPool
+from monitor.workers import Task, WorkerPool
 
 # Run once in each worker before READY: what the first page or feed would load.
 WARM_EXTRACTION = Task[None]("monitor.extract:warm_up")
@@ -158,9 +158,7 @@ async def open_app(
 
     Feeds get parsing processes of their own only where pages are extracted
     too (role ``all``): a poller's pool parses and nothing else, so nothing
-    waits there, and the spare processes would only cost memory and CPU.
-    Those parsing processes are spawned, not forked from the server that
-    has trafilatura and numpy loaded for extraction."""
+    waits there, and the spare processes would only cost memory and CPU."""
     store = Store(
         connect(redis_url, max_connections=2 * cfg.http.concurrency + 16),
         redis_url,
@@ -169,11 +167,9 @@ async def open_app(
         seen_per_feed=cfg.redis.seen_per_feed,
     )
     max_tasks = cfg.extraction.max_tasks_per_worker
-    # A poller's pool only parses feeds: its workers preload nothing else.
-    preload = PARSING_PRELOAD if role == "poller" else EXTRACTION_PRELOAD
-    pool = WorkerPool(worker_count(cfg), max_tasks, preload=preload)
+    pool = WorkerPool(worker_count(cfg), max_tasks)
     parsers = cfg.extraction.parse_workers if role == "all" else 0
-    parse_pool = WorkerPool(parsers, max_tasks, start="spawn") if parsers else None
+    parse_pool = WorkerPool(parsers, max_tasks) if parsers else None
     limits = HttpLimits.from_settings(cfg.http)
     session = make_session(limits, cfg.http.concurrency)
     outbox = await asyncio.to_thread(Outbox, cfg.state_dir / "spool.db")

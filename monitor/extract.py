@@ -73,8 +73,8 @@ PAYWALL_MAX_CHARS = 1500
 def _run_trafilatura(tree: Any, url: str | None, opts: dict[str, Any]) -> tuple[str, list[str]]:
     """The body text and the texts of the headings it begins with."""
     # Imported here, not at the top: the daemon imports this module for
-    # choose_body and PageText, and need not carry trafilatura's ~30 MB; the
-    # workers have it preloaded (monitor.workers.PRELOAD).
+    # choose_body, and need not carry trafilatura's ~30 MB; the workers
+    # import it on their first extraction (or warm-up).
     import trafilatura
 
     try:

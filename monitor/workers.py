@@ -18,16 +18,11 @@ import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 
 import pebble
 
 T = TypeVar("T")
-
-# What page extraction and text signatures run: forkserver workers start with
-# these already imported.
-EXTRACTION_PRELOAD = ("monitor.extract", "monitor.minhash", "trafilatura")
-PARSING_PRELOAD = ("monitor.feedparse",)
 
 
 @dataclass(frozen=True)
@@ -43,7 +38,7 @@ class Task(Generic[T]):
 
 
 def _call(path: str, *args: Any) -> Any:
-    """Runs in the worker: the module is imported (or already preloaded) there."""
+    """Runs in the worker: the module is imported there, on the first task."""
     return Task[Any](path).resolve()(*args)
 
 
@@ -52,30 +47,24 @@ class TaskTimeout(Exception):
 
 
 class WorkerPool:
-    def __init__(
-        self,
-        workers: int,
-        max_tasks: int,
-        *,
-        preload: tuple[str, ...] = EXTRACTION_PRELOAD,
-        start: Literal["forkserver", "spawn"] = "forkserver",
-    ) -> None:
-        """``forkserver`` (the default): workers start clean, not as forks of a
-        threaded daemon, from a server that has ``preload`` imported, so a
-        worker recycled after ``max_tasks`` starts in milliseconds instead of
-        importing trafilatura again (about a second). There is one server per
-        process: the first pool to start it sets what it preloads.
+    def __init__(self, workers: int, max_tasks: int) -> None:
+        """Workers are spawned: fresh interpreters, not forks of a threaded
+        daemon, that import only what their tasks need (``Task`` names the
+        module), so a feed-parsing worker never loads trafilatura or numpy.
 
-        ``spawn``: each worker is a fresh interpreter that imports only what
-        its tasks need. For the feed-parsing process: a fork of the server
-        would carry trafilatura and numpy it never uses, about 15 MB more.
+        Why not a forkserver with trafilatura preloaded (the earlier design)?
+        Its workers shared its pages only until they did real work: the
+        tree's PSS came out the same (bench/polling.py, 231 MB either way)
+        while the server was one more 50 MB process. The price of spawning:
+        a recycled worker takes about 0.3 s to start (a new interpreter
+        importing trafilatura), not milliseconds, once per ``max_tasks``
+        tasks; bench/pipeline.py did not see it (medians 0.87 and 0.90 of
+        bare trafilatura, against 0.85 and 0.86 with the forkserver).
 
-        Either way each worker re-runs the program's main script
-        (multiprocessing does); the ``feed-monitor`` script imports only
-        monitor/__main__.py, which is kept tiny."""
-        ctx = multiprocessing.get_context(start)
-        if start == "forkserver":
-            ctx.set_forkserver_preload(list(preload))
+        Each worker re-runs the program's main script (multiprocessing does);
+        the ``feed-monitor`` script imports only monitor/__main__.py, which is
+        kept tiny."""
+        ctx = multiprocessing.get_context("spawn")
         self._pool = pebble.ProcessPool(max_workers=workers, max_tasks=max_tasks, context=ctx)
         self.workers = workers
         self.pending = 0  # tasks handed in and not yet finished (running or queued)
@@ -102,8 +91,8 @@ class WorkerPool:
     async def warm(self, *tasks: Task[Any], timeout_s: float = 120.0) -> None:
         """Start every worker and run each of ``tasks`` once per worker, before
         real work arrives: otherwise the first tasks wait for the workers to
-        start (and the forkserver to import trafilatura, about a second) and
-        for the lazy state the warm-up tasks load."""
+        start (a new interpreter importing trafilatura) and for the lazy state
+        the warm-up tasks load."""
         runs = [self.run(t, timeout_s=timeout_s) for t in tasks for _ in range(self.workers)]
         await asyncio.gather(*runs)
 

@@ -46,7 +46,7 @@ def page(name: str, url: str | None = URL, max_bytes: int = MAX) -> PageText:
 
 
 def hang(seconds: float) -> str:
-    """A task that is stuck (module level, so the forkserver worker can import it)."""
+    """A task that is stuck (module level, so a spawned worker can import it)."""
     time.sleep(seconds)
     return "finished"
 

@@ -121,7 +121,7 @@ async def test_notify_watchdog_reload_metrics_and_graceful_stop(
             watchdogs += 1
         await eventually(lambda: stream_len(redis_url), 1)
         # The extraction workers run the command's script again on start
-        # (multiprocessing's forkserver): it must not drag in the CLI.
+        # (multiprocessing's spawn): it must not drag in the CLI.
         below = descendants(proc.pid)
         assert [p for p in below if has_loaded(p, "lxml/etree")], "no extraction worker"
         assert has_loaded(proc.pid, "_pydantic_core")

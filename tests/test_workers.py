@@ -63,7 +63,7 @@ def test_a_task_path_must_name_an_existing_function() -> None:
 
 
 async def test_a_spawned_worker_imports_only_what_its_tasks_need() -> None:
-    pool = WorkerPool(1, max_tasks=10, start="spawn")
+    pool = WorkerPool(1, max_tasks=10)
     try:
         before = await pool.run(loaded, *WORKER_ONLY, timeout_s=60)
         assert before == []
@@ -76,7 +76,7 @@ async def test_a_spawned_worker_imports_only_what_its_tasks_need() -> None:
         pool.close()
 
 
-async def test_a_forkserver_worker_runs_named_tasks_from_its_preloaded_modules() -> None:
+async def test_a_worker_runs_named_tasks_and_returns_their_results() -> None:
     pool = WorkerPool(1, max_tasks=10)
     try:
         sig = Task[TextSignature | None]("monitor.minhash:signature")
@@ -103,13 +103,15 @@ async def test_warming_a_pool_loads_what_the_first_extraction_would() -> None:
         assert await cold.run(language_model_loaded, timeout_s=60) is False
         await warm.warm(WARM_EXTRACTION)
         assert await warm.run(language_model_loaded, timeout_s=60) is True
+        # Spawned, not forked: an extraction worker carries no feed parser.
+        assert "feedparser" not in await warm.run(loaded, *WORKER_ONLY, timeout_s=60)
     finally:
         cold.close()
         warm.close()
 
 
 async def test_warming_a_parsing_pool_imports_the_feed_parser() -> None:
-    pool = WorkerPool(1, max_tasks=10, start="spawn")
+    pool = WorkerPool(1, max_tasks=10)
     try:
         await pool.warm(WARM_PARSING)
         assert await pool.run(loaded, *WORKER_ONLY, timeout_s=60) == ["feedparser"]
