@@ -530,7 +530,7 @@ def cmd_feeds(args: argparse.Namespace) -> int:
         limits = HttpLimits.from_settings(h)
 
         async def find() -> OpmlFeed:
-            async with make_session(limits, h.concurrency) as session:
+            async with make_session(limits, h.concurrency, h.max_idle_connections) as session:
                 res = await discover(session, args.url, limits, max_bytes=h.max_feed_bytes)
             return OpmlFeed(unique_name(res.title, res.url, names), res.url, res.title, (), None)
 

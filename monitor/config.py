@@ -27,6 +27,8 @@ DEFAULT_CONFIG_PATHS = (Path("config/monitor.yaml"), Path("/etc/feed-monitor/mon
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _URL_SCHEMES = ("http://", "https://", "file:")
 SENTINEL_SCHEME = "redis+sentinel://"
+# As Go's net/http (MaxIdleConns): enough for the hosts polled in one burst.
+DEFAULT_MAX_IDLE = 100
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 Nodes = tuple[tuple[str, int], ...]  # (host, port) of each sentinel or cluster node
 
@@ -161,6 +163,9 @@ class HttpSettings(_Model):
     max_page_bytes: Annotated[int, Field(ge=1024)] = 5_000_000
     max_redirects: Annotated[int, Field(ge=0, le=20)] = 5
     concurrency: Annotated[int, Field(ge=1, le=1000)] = 16
+    # Idle keep-alive connections kept for reuse, the most recently used
+    # (monitor/connpool.py): each holds memory and a file descriptor.
+    max_idle_connections: Annotated[int, Field(ge=0, le=10_000)] = DEFAULT_MAX_IDLE
     # Refuse loopback/private/link-local targets: feeds are written by strangers.
     allow_private_addresses: bool = False
     # ...except these networks, e.g. ["127.0.0.0/8"] for a site on this machine.

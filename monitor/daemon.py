@@ -171,7 +171,7 @@ async def open_app(
     parsers = cfg.extraction.parse_workers if role == "all" else 0
     parse_pool = WorkerPool(parsers, max_tasks) if parsers else None
     limits = HttpLimits.from_settings(cfg.http)
-    session = make_session(limits, cfg.http.concurrency)
+    session = make_session(limits, cfg.http.concurrency, cfg.http.max_idle_connections)
     outbox = await asyncio.to_thread(Outbox, cfg.state_dir / "spool.db")
     try:
         holder = RulesHolder(ruleset)

@@ -23,7 +23,8 @@ from urllib.request import url2pathname
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from monitor.config import HttpSettings
+from monitor.config import DEFAULT_MAX_IDLE, HttpSettings
+from monitor.connpool import IdleCappedConnector
 from monitor.errors import FetchError
 
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -154,14 +155,18 @@ class GuardedResolver(AbstractResolver):
         await self._inner.close()
 
 
-def make_session(limits: HttpLimits, concurrency: int) -> aiohttp.ClientSession:
+def make_session(
+    limits: HttpLimits, concurrency: int, max_idle: int = DEFAULT_MAX_IDLE
+) -> aiohttp.ClientSession:
     resolver: AbstractResolver = (
         aiohttp.ThreadedResolver()
         if limits.allow_private_addresses
         else GuardedResolver(limits.allowed_networks)
     )
     # Per-host limits are the HostLimiter's job (shared by feeds and pages).
-    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0, resolver=resolver)
+    connector = IdleCappedConnector(
+        max_idle=max_idle, limit=concurrency, limit_per_host=0, resolver=resolver
+    )
     timeout = aiohttp.ClientTimeout(total=limits.timeout_s, sock_connect=limits.connect_timeout_s)
     return aiohttp.ClientSession(
         connector=connector,

@@ -49,7 +49,7 @@ async def _load_docs(cfg: Config | None, sources: list[str]) -> list[_Doc]:
     if urls:
         c = cfg or Config()
         limits = HttpLimits.from_settings(c.http)
-        async with make_session(limits, c.http.concurrency) as session:
+        async with make_session(limits, c.http.concurrency, c.http.max_idle_connections) as session:
             for u in urls:
                 result = await fetch(session, u, limits, max_bytes=c.http.max_page_bytes)
                 html_jobs.append((u, result.body))
