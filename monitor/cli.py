@@ -286,9 +286,10 @@ def _redis(cfg: Config, *, own: bool) -> Iterator[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from monitor.daemon import Daemon, open_app
+    from monitor.daemon import Daemon, open_app, raise_open_files_limit
 
     cfg, ruleset = _config_and_rules(args)
+    raise_open_files_limit()  # before the embedded Redis starts: it inherits it
 
     async def go(url: str) -> None:
         async with open_app(cfg, url, ruleset, role=args.role) as app:

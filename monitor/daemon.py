@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import random
+import resource
 import signal
 import socket
 import threading
@@ -129,6 +130,20 @@ def daemon_id(cfg: Config) -> str:
     """Stable across restarts of one daemon (host and state directory), so a
     restart frees its leases and re-reads the entries it left pending."""
     return f"{socket.gethostname()}:{cfg.state_dir.resolve()}"
+
+
+def raise_open_files_limit() -> int:
+    """Raise the soft limit on open files to the hard one, and return it.
+
+    A shell's soft limit is often 1,024, and the daemon holds up to
+    ``http.concurrency`` fetches, ``http.max_idle_connections`` idle
+    connections and twice the concurrency in Redis connections; running
+    out shows up as failed polls. Go's runtime does the same at start."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def worker_count(cfg: Config) -> int:
@@ -794,8 +809,10 @@ class Daemon:
         spawn(self.app.deliverer.run_replayer(self.stopping))
         spawn(self._watch_lag())
         rules = len(self.app.rules.ruleset.rules)
+        files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         event(log, logging.INFO, "daemon.started", role=self.role, feeds=len(feeds),
-              rules=rules, redis=self.app.store.where, id=self.owner)  # fmt: skip
+              rules=rules, redis=self.app.store.where, id=self.owner,
+              open_files=files)  # fmt: skip
         # What exists now lives as long as the daemon: keep it out of the
         # collector's way, and collect young objects less often (thousands of
         # polls in flight otherwise force a full collection every few seconds).

@@ -70,6 +70,15 @@ async def stream_len(url: str) -> int:
         await client.aclose()
 
 
+def open_files_limits(pid: int) -> tuple[str, str]:
+    """The (soft, hard) limit on open files of ``pid``, as /proc shows them."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return soft, hard
+    raise AssertionError(f"no open files limit for pid {pid}")
+
+
 def descendants(pid: int) -> list[int]:
     """Every process under ``pid`` (the forkserver, the pool workers, ...)."""
     found, todo = [], [pid]
@@ -107,12 +116,17 @@ async def test_notify_watchdog_reload_metrics_and_graceful_stop(
     )
     notify = NotifySocket(tmp_path / "notify.sock")
     env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000", "PATH": "/usr/bin:/bin"}
+    # Started from a shell with a low soft limit on open files, as a user's may be.
     proc = await asyncio.create_subprocess_exec(
-        EXE, "run", "--config", str(cfg), env=env, stderr=asyncio.subprocess.DEVNULL
-    )
+        "/bin/sh", "-c", 'ulimit -S -n 256 && exec "$0" "$@"', EXE, "run", "--config", str(cfg),
+        env=env, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
     try:
         ready = await notify.next("READY", "1")
         assert "rules" in ready["STATUS"]
+        # The daemon raised it to the hard limit.
+        soft, hard = open_files_limits(proc.pid)
+        assert soft == hard != "256"
         # Readiness means Redis answers and the rules are loaded.
         assert await stream_len(redis_url) >= 0
         watchdogs = 0
