@@ -661,14 +661,16 @@ class Sampler:
             self.inflight_n += 1
         rollup = self.ticks % 4 == 0
         rss = pss = 0
-        each: list[tuple[int, str, float]] = []
+        each: list[tuple[int, float]] = []
         for pid in tree(os.getpid(), self.exclude):
             r, p = memory_kb(pid, rollup)
             rss, pss = rss + r, pss + p
-            each.append((pid, role(pid), r / 1024))
+            each.append((pid, r / 1024))
         self.peak_rss = max(self.peak_rss, rss / 1024)
         if rss / 1024 > self.overall_rss:
-            self.at_peak = each
+            # Named only at a new peak: role() reads /proc/<pid>/maps, and
+            # this runs on the daemon's event loop, in the CPU measured.
+            self.at_peak = [(pid, role(pid), mb) for pid, mb in each]
         self.overall_rss = max(self.overall_rss, rss / 1024)
         if rollup:
             self.peak_pss = max(self.peak_pss, pss / 1024)
