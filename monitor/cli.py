@@ -286,7 +286,7 @@ def _redis(cfg: Config, *, own: bool) -> Iterator[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from monitor.daemon import Daemon, open_app, raise_open_files_limit
+    from monitor.daemon import Daemon, loop_factory, open_app, raise_open_files_limit
 
     cfg, ruleset = _config_and_rules(args)
     raise_open_files_limit()  # before the embedded Redis starts: it inherits it
@@ -295,8 +295,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         async with open_app(cfg, url, ruleset, role=args.role) as app:
             await Daemon(app, role=args.role).run()
 
-    with _redis(cfg, own=True) as url, _pidfile(cfg):
-        asyncio.run(go(url))
+    factory = loop_factory(cfg)
+    with _redis(cfg, own=True) as url, _pidfile(cfg), asyncio.Runner(loop_factory=factory) as r:
+        r.run(go(url))
     return EXIT_OK
 
 

@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -321,6 +321,9 @@ class Config(_Model):
     dedupe: DedupeSettings = DedupeSettings()
     websub: WebSubSettings = WebSubSettings()
     cluster: ClusterSettings = ClusterSettings()
+    # The daemon's event loop: uvloop (libuv's, in C: a quarter less CPU per
+    # poll than asyncio's own, measured by bench/scale.py) or "asyncio".
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # On SIGTERM, in-flight polls get this long to finish before cancellation.
     shutdown_deadline_s: Annotated[float, Field(gt=0, le=3600)] = 20.0
     rules: tuple[str, ...] = ("rules/*.yaml",)

@@ -146,6 +146,20 @@ def raise_open_files_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def loop_factory(cfg: Config) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop ``feed-monitor run`` runs on; None for asyncio's own."""
+    if cfg.event_loop == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        where = str(cfg.source) if cfg.source else "<embedded defaults>"
+        raise ConfigError([Problem(where, None, None, "event_loop",
+                                   "uvloop is not installed here: install it (pip install "
+                                   "uvloop) or set event_loop: asyncio")]) from None  # fmt: skip
+    return uvloop.new_event_loop
+
+
 def worker_count(cfg: Config) -> int:
     return cfg.extraction.workers or max(1, os.cpu_count() or 1)
 
@@ -812,7 +826,7 @@ class Daemon:
         files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         event(log, logging.INFO, "daemon.started", role=self.role, feeds=len(feeds),
               rules=rules, redis=self.app.store.where, id=self.owner,
-              open_files=files)  # fmt: skip
+              open_files=files, loop=type(loop).__module__.split(".")[0])  # fmt: skip
         # What exists now lives as long as the daemon: keep it out of the
         # collector's way, and collect young objects less often (thousands of
         # polls in flight otherwise force a full collection every few seconds).

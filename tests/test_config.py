@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from monitor.config import ENV_REDIS_URL, Config, load_config, reloaded, resolve_file_url
+from monitor.daemon import loop_factory
 from monitor.errors import ConfigError, Problem
 from monitor.yamlsource import parse_yaml
 from tests.conftest import ROOT
@@ -524,3 +526,34 @@ def test_a_reload_keeps_restart_only_settings_and_applies_the_rest() -> None:
     assert applied.max_new_entries_per_poll == 50
     assert [f.name for f in applied.feeds] == ["n"]
     assert reloaded(running, running) == (running, [])
+
+
+# ----------------------------------------------------------- event loop
+
+
+async def _loop_module() -> str:
+    return type(asyncio.get_running_loop()).__module__
+
+
+@pytest.mark.parametrize(("choice", "module"), [(None, "uvloop"), ("asyncio", "asyncio")])
+def test_event_loop_the_daemon_runs_on(tmp_path: Path, choice: str | None, module: str) -> None:
+    cfg = load(write(tmp_path, f"event_loop: {choice}\n" if choice else ""))
+    with asyncio.Runner(loop_factory=loop_factory(cfg)) as runner:
+        assert runner.run(_loop_module()).split(".")[0] == module
+
+
+def test_unknown_event_loop_is_located(tmp_path: Path) -> None:
+    p = only(tmp_path, "feeds: []\nevent_loop: trio\n")
+    assert (p.line, p.key) == (2, "event_loop")
+    assert "uvloop" in p.message and "asyncio" in p.message
+
+
+def test_uvloop_missing_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "event_loop: uvloop\n")
+    cfg = load(path)
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
+    with pytest.raises(ConfigError) as info:
+        loop_factory(cfg)
+    [p] = info.value.problems
+    assert (p.file, p.key) == (str(path), "event_loop")
+    assert "event_loop: asyncio" in p.message

@@ -139,6 +139,7 @@ async def test_notify_watchdog_reload_metrics_and_graceful_stop(
         below = descendants(proc.pid)
         assert [p for p in below if has_loaded(p, "lxml/etree")], "no extraction worker"
         assert has_loaded(proc.pid, "_pydantic_core")
+        assert has_loaded(proc.pid, "uvloop/loop"), "not on uvloop, the default event loop"
         assert not [p for p in below if has_loaded(p, "_pydantic_core")]
         statuses = [(await notify.next("STATUS"))["STATUS"] for _ in range(3)]
         assert any("1 alerts today" in st for st in statuses)
