@@ -516,6 +516,12 @@ class Daemon:
                 ))  # fmt: skip
             except RedisUnavailable:
                 got = {f.name for f in chosen}
+            if len(got) < len(chosen):
+                # Another daemon read the same due feeds and leased them
+                # first. The next ones are still due: look again right away,
+                # or this daemon idles until the next tick (a second).
+                self._more_due = True
+                self._refill.set()
             chosen = [f for f in chosen if f.name in got]
         # Their states in one round trip, not one each. Nobody else writes
         # them before the poll: the feed is leased to us, and ours is done.

@@ -203,3 +203,45 @@ async def test_feeds_waiting_for_a_busy_host_do_not_stop_the_refills(
     http = {"concurrency": 4, "per_host_concurrency": 1, "per_host_spacing_s": 0}
     took = await _seconds_to_poll(tmp_path, redis_url, site, 60, http)
     assert took < 15, f"60 feeds took {took:.1f} s on one host"
+
+
+async def test_a_tick_that_lost_its_feeds_to_another_daemon_looks_again_at_once(
+    tmp_path: Path, redis_url: str, site: tuple[NewsSite, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Daemons that read the same due feeds race for their leases; the loser
+    gets none of them. Other feeds are still due: it must look again at once,
+    not idle until the next tick. Here a rival wins every race."""
+    news, base = site
+    many = 40
+    for i in range(many):
+        news.put_feed(f"/r/{i}.xml", rss([]))
+    feeds = [{"name": f"r{i}", "url": f"{base}/r/{i}.xml", "interval_s": 3600}
+             for i in range(many)]  # fmt: skip
+    http = {"allow_private_addresses": True, "timeout_s": 5, "concurrency": 2, **UNTHROTTLED}
+    cfg = make_config(tmp_path, feeds, redis={"url": redis_url}, http=http)
+    stolen: list[float] = []
+    async with open_app(cfg, redis_url, load_rules(cfg.rule_files())) as app:
+        read_due = app.store.due
+
+        async def due_then_rival(now: float, limit: int) -> list[str]:
+            names = await read_due(now, limit)
+            got = await app.store.claim(names, "rival", now, now + 3600)
+            stolen.extend(time.monotonic() for _ in got)
+            return names
+
+        monkeypatch.setattr(app.store, "due", due_then_rival)
+        daemon = Daemon(app, role="poller")
+        run = asyncio.ensure_future(daemon.run())
+        try:
+            for _ in range(200):  # bounded: 10 s
+                if len(stolen) >= many:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            daemon.stopping.set()
+            await asyncio.wait_for(run, timeout=30)
+    assert len(stolen) == many
+    assert not news.hits, "the rival held every lease"
+    # A tick reads 4 x the poll queue (8 feeds): five ticks for 40. At one
+    # tick a second that is 4 s; looking again at once, a fraction of that.
+    assert stolen[-1] - stolen[0] < 2.0, f"{stolen[-1] - stolen[0]:.1f} s"
