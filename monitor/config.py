@@ -383,6 +383,7 @@ class Config(_Model):
 # None: the whole section.
 RESTART_ONLY: dict[str, frozenset[str] | None] = {
     "state_dir": None,
+    "event_loop": None,
     "http": None,
     "extraction": None,
     "metrics": None,

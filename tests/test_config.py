@@ -557,3 +557,10 @@ def test_uvloop_missing_says_what_to_do(tmp_path: Path, monkeypatch: pytest.Monk
     [p] = info.value.problems
     assert (p.file, p.key) == (str(path), "event_loop")
     assert "event_loop: asyncio" in p.message
+
+
+def test_the_event_loop_changes_only_with_a_restart() -> None:
+    running = Config.model_validate({"feeds": []})
+    edited = Config.model_validate({"event_loop": "asyncio", "feeds": []})
+    applied, kept = reloaded(running, edited)
+    assert (applied.event_loop, kept) == ("uvloop", ["event_loop"])
