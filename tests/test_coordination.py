@@ -105,6 +105,23 @@ async def test_enqueue_marks_seen_and_workers_share_ack_and_reclaim(store: Store
     assert pending["pending"] == 0
 
 
+async def test_acks_arriving_together_leave_nothing_behind(store: Store) -> None:
+    """Acks made while one is on its way go out together, more than one
+    script call's worth here: each entry is acknowledged and deleted once."""
+    await store.ensure_entry_group()
+    many = 9000
+    async with store.client.pipeline(transaction=False) as p:
+        for i in range(many):
+            p.xadd(store.keys.entries, {k: v for k, v in item(i).to_fields().items()})
+        await p.execute()
+    rows = await store.read_entries("w", many, block_ms=None)
+    assert len(rows) == many
+    await asyncio.gather(*(store.ack_entry(entry_id) for entry_id, _f in rows))
+    assert await store.queued_entries() == 0
+    pending = await store.client.xpending(store.keys.entries, keys.ENTRY_GROUP)
+    assert pending["pending"] == 0
+
+
 async def test_registry_lists_live_daemons_and_forgets_dead_ones(store: Store) -> None:
     beat = {"role": "worker", "host": "h", "pid": "42", "started": "2026-11-23T12:00:00+00:00",
             "heartbeat": "1000.0", "polls": "0", "entries": "7", "alerts": "2",
