@@ -36,10 +36,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 import uvloop
@@ -50,7 +49,6 @@ sys.path.insert(0, str(ROOT))
 from monitor import keys  # noqa: E402
 from tests.servers import RedisServer, rss  # noqa: E402
 
-T = TypeVar("T")
 EXE = str(Path(sys.executable).parent / "feed-monitor")
 DATA = ROOT.parent / "shared" / "data" / "extraction"
 SH = DATA / "scrapinghub-article-extraction-benchmark"
@@ -296,12 +294,6 @@ class Site:
 EMPTY_FEED = rss([]).encode()
 
 
-def run_on_uvloop(main: Coroutine[Any, Any, T]) -> T:
-    """The site and the bench's Redis client run on uvloop, as the daemons do."""
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(main)
-
-
 def write_config(
     work: Path, name: str, site: Site, redis_url: str, processes: int, concurrency: int = 64
 ) -> Path:
@@ -466,7 +458,7 @@ def main() -> None:
         # Alternating, so a busy spell on a shared machine hits both sides.
         bare_rate, bare_rss = bare_trafilatura(pages, cores)
         with tempfile.TemporaryDirectory() as tmp:
-            run = run_on_uvloop(run_pipeline(pages, args.per_feed, [("all", cores)], Path(tmp)))
+            run = uvloop.run(run_pipeline(pages, args.per_feed, [("all", cores)], Path(tmp)))
         r = (run.articles_per_s / bare_rate, run.from_publish_per_s / bare_rate,
              run.steady_per_s / bare_rate)  # fmt: skip
         ratios.append(r)

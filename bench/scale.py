@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 
 import redis.asyncio as aioredis
+import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -46,7 +47,6 @@ from pipeline import (
     cpu_split,
     daemon_totals,
     load_pages,
-    run_on_uvloop,
     run_pipeline,
     stop_daemons,
     write_config,
@@ -140,13 +140,13 @@ def main() -> None:
             rate["bare art/s"].append(bare_trafilatura(pages, daemons)[0])
             with tempfile.TemporaryDirectory() as tmp:
                 roles = [("all", 1)] * daemons
-                run = run_on_uvloop(run_pipeline(pages, args.per_feed, roles, Path(tmp)))
+                run = uvloop.run(run_pipeline(pages, args.per_feed, roles, Path(tmp)))
             rate["articles/s"].append(run.articles_per_s)
             rate["art/s 10-90%"].append(run.steady_per_s)
             cpus["article"].append({k: v / len(pages) for k, v in run.cpu.items()})
             rss.append(run.peak_rss_mb)
             with tempfile.TemporaryDirectory() as tmp:
-                polls, steady, cpu = run_on_uvloop(
+                polls, steady, cpu = uvloop.run(
                     run_polls(args.feeds, args.hosts, daemons, Path(tmp))
                 )
             rate["polls/s"].append(polls)
