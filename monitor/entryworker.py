@@ -3,7 +3,8 @@ the group, build each article, match, deliver, and only then acknowledge.
 
 The bound on entries in progress (extraction processes × a small factor) is
 the queue in front of the extraction pool: a worker reads no more than it
-can work on, so pages wait in Redis, not in memory. An entry that a dead
+can work on, so pages wait in Redis, not in memory. It reads when half that
+room is free, acknowledging in the same round trip what it has finished. An entry that a dead
 worker left unacknowledged is taken over after ``claim_idle_s``
 (XAUTOCLAIM); a restarted worker first re-reads its own pending entries.
 Delivery is idempotent by alert id, so an entry processed twice (taken over
@@ -62,6 +63,12 @@ class EntryWorker:
         # task -> stream entry id; a task's result is its alerts, or None if
         # the entry was dead-lettered
         self.tasks: dict[asyncio.Task[int | None], str] = {}
+        # Processed, not yet acknowledged: (entry id, its alerts). They go to
+        # Redis with the next read, or alone before the worker waits.
+        self.done: list[tuple[str, int]] = []
+        # Read when this much room is free (or nothing is in progress): a
+        # read per batch, not per entry, and the pool still has work queued.
+        self.batch = max(1, max_inflight // 2)
         self.processed = 0
         self.alerts = 0
         self.dead_lettered = 0
@@ -80,10 +87,11 @@ class EntryWorker:
         try:
             while not stop.is_set():
                 self._reap()
-                if len(self.tasks) >= self.max_inflight:
-                    await self._wait_some(stop)
-                    continue
                 try:
+                    if self.tasks and self.max_inflight - len(self.tasks) < self.batch:
+                        await self._flush()  # now: the wait may be long
+                        await self._wait_some(stop)
+                        continue
                     if not group_ready:  # also after the stream was deleted
                         await self.store.ensure_entry_group()
                         group_ready = True
@@ -104,6 +112,7 @@ class EntryWorker:
     async def _next_batch(self) -> list[tuple[str, dict[str, str]]]:
         room = self.max_inflight - len(self.tasks)
         if self._own_after is not None:
+            await self._flush()
             rows = await self.store.read_entries(self.consumer, room, block_ms=None,
                                                  start=self._own_after)  # fmt: skip
             if rows:
@@ -113,6 +122,7 @@ class EntryWorker:
             self._own_after = None
         if time.monotonic() >= self._next_claim:
             self._next_claim = time.monotonic() + min(self.claim_idle_s / 2, 30.0)
+            await self._flush()  # none of ours finished and still pending: not taken back
             rows = await self.store.reclaim_entries(
                 self.consumer, int(self.claim_idle_s * 1000), room
             )
@@ -124,7 +134,23 @@ class EntryWorker:
                 return await self._screen(rows, "its workers died or hung on it")
         # Block only while nothing is in progress, so finished work is seen promptly.
         block = READ_BLOCK_MS if not self.tasks else 50
-        return await self.store.read_entries(self.consumer, room, block_ms=block)
+        rows = await self.store.ack_and_read([i for i, _a in self.done], self.consumer, room,
+                                             block_ms=block)  # fmt: skip
+        self._acked()
+        return rows
+
+    async def _flush(self) -> None:
+        """Acknowledge the entries processed so far."""
+        if self.done:
+            await self.store.ack_entries([i for i, _a in self.done])
+            self._acked()
+
+    def _acked(self) -> None:
+        for _i, alerts in self.done:
+            self.processed += 1
+            self.alerts += alerts
+            self.on_done(alerts)
+        self.done.clear()
 
     async def _screen(
         self, rows: list[tuple[str, dict[str, str]]], why: str
@@ -165,8 +191,7 @@ class EntryWorker:
         except BadWorkItem as exc:
             # Written by a newer or broken poller: no worker here can use it.
             event(log, logging.ERROR, "entry.dropped", id=entry_id, reason=str(exc))
-            await self.store.ack_entry(entry_id)
-            return 0
+            return 0  # acknowledged with the processed ones
         feed = self.feeds(item.feed.name) or item.feed
         try:
             alerts = await self.pipeline.process_entry(feed, item.entry)
@@ -181,8 +206,7 @@ class EntryWorker:
             reason = f"processing raised {type(exc).__name__}: {exc}"
             await self._dead_letter(entry_id, fields, reason, deliveries)
             return None
-        # Only now: its alerts are in Redis (or on disk in the spool).
-        await self.store.ack_entry(entry_id)
+        # Its alerts are in Redis (or on disk in the spool): it may be acknowledged.
         return alerts
 
     async def _wait_some(self, stop: asyncio.Event) -> None:
@@ -203,9 +227,7 @@ class EntryWorker:
                 alerts = task.result()
                 if alerts is None:  # dead-lettered (and said so)
                     continue
-                self.processed += 1
-                self.alerts += alerts
-                self.on_done(alerts)
+                self.done.append((entry_id, alerts))
             elif isinstance(exc, RedisUnavailable):
                 # Not acknowledged: it stays pending and is processed again.
                 event(log, logging.WARNING, "entry.unacked", id=entry_id, detail=exc.detail)
@@ -223,3 +245,8 @@ class EntryWorker:
             if pending:
                 await asyncio.wait(pending, timeout=5)
         self._reap()
+        try:
+            await self._flush()
+        except RedisUnavailable as exc:  # pending: re-read after a restart, or taken over
+            event(log, logging.WARNING, "entries.unacked", entries=len(self.done),
+                  detail=exc.detail)  # fmt: skip

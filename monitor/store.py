@@ -416,10 +416,38 @@ class Store:
             self.client.xreadgroup(keys.ENTRY_GROUP, consumer, {self.keys.entries: start},
                                    count=count, block=block_ms)
         )  # fmt: skip
+        return self._rows(reply)
+
+    def _rows(self, reply: Any) -> list[tuple[str, dict[str, str]]]:
         if not reply:
             return []
         rows = reply[0][1] if isinstance(reply, list) else reply.get(self.keys.entries, [[]])[0]
         return [(str(i), dict(f or {})) for i, f in rows]
+
+    async def ack_and_read(self, done: Sequence[str], consumer: str, count: int, *,
+                           block_ms: int | None) -> list[tuple[str, dict[str, str]]]:  # fmt: skip
+        """Acknowledge ``done``, then read new entries, in one round trip.
+
+        A worker reads when entries finish, so the two go out together: a
+        round trip less per batch. The acknowledgement is sent first and Redis
+        runs it at once, even when the read then blocks.
+        """
+        if not done or len(done) > ACK_BATCH:
+            await self.ack_entries(done)
+            return await self.read_entries(consumer, count, block_ms=block_ms)
+        async with self.client.pipeline(transaction=False) as p:
+            # By SHA, as in _host_acquire_many: no SCRIPT EXISTS round trip.
+            p.execute_command("EVALSHA", self._ack.sha, 1, self.keys.entries, keys.ENTRY_GROUP,
+                              *done)  # fmt: skip
+            p.xreadgroup(keys.ENTRY_GROUP, consumer, {self.keys.entries: ">"}, count=count,
+                         block=block_ms)  # fmt: skip
+            acked, reply = await self._call(p.execute(raise_on_error=False))
+        if isinstance(acked, NoScriptError):  # a restarted server: the script object loads it
+            await self.ack_entries(done)
+        for r in (acked, reply):
+            if isinstance(r, Exception) and not isinstance(r, NoScriptError):
+                raise RedisUnavailable(self.where, f"{type(r).__name__}: {r}")
+        return self._rows(reply)
 
     async def reclaim_entries(self, consumer: str, min_idle_ms: int,
                               count: int) -> list[tuple[str, dict[str, str]]]:  # fmt: skip
@@ -441,10 +469,14 @@ class Store:
         """Done: out of the pending list and out of the stream."""
         await self._acks.submit(entry_id)
 
-    async def _ack_entries(self, entry_ids: list[str]) -> list[None]:
+    async def ack_entries(self, entry_ids: Sequence[str]) -> None:
+        """Done with all of these: as ``ack_entry``, in as few calls as Lua allows."""
         for i in range(0, len(entry_ids), ACK_BATCH):  # within Lua's unpack() limit
             batch = entry_ids[i : i + ACK_BATCH]
             await self._call(self._ack(keys=[self.keys.entries], args=[keys.ENTRY_GROUP, *batch]))
+
+    async def _ack_entries(self, entry_ids: list[str]) -> list[None]:
+        await self.ack_entries(entry_ids)
         return [None] * len(entry_ids)
 
     async def deliveries(self, entry_ids: Sequence[str]) -> dict[str, int]:

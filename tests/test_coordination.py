@@ -12,6 +12,7 @@ import pytest
 
 from monitor import keys
 from monitor.entries import Entry, Feed
+from monitor.errors import RedisUnavailable
 from monitor.redisconn import connect
 from monitor.status import daemon_statuses, render_daemons
 from monitor.store import Store
@@ -120,6 +121,27 @@ async def test_acks_arriving_together_leave_nothing_behind(store: Store) -> None
     assert await store.queued_entries() == 0
     pending = await store.client.xpending(store.keys.entries, keys.ENTRY_GROUP)
     assert pending["pending"] == 0
+
+
+async def test_ack_and_read_acknowledges_then_reads_in_one_call(store: Store) -> None:
+    """The worker's round trip: the finished entries leave, the next ones come;
+    a server that lost the ack script (restarted) still gets the ack; a lost
+    group is an error that names NOGROUP (the worker makes the group again)."""
+    await store.ensure_entry_group()
+    await store.enqueue("f", [([f"guid:{i}"], item(i).to_fields()) for i in range(6)], NOW)
+    first = await store.read_entries("w", 3, block_ms=None)
+    second = await store.ack_and_read([i for i, _f in first], "w", 10, block_ms=None)
+    got = [WorkItem.from_fields(f).entry.identity for _i, f in second]
+    assert got == ["guid:3", "guid:4", "guid:5"]
+    assert await store.queued_entries() == 3
+    await store.client.script_flush()
+    assert await store.ack_and_read([i for i, _f in second], "w", 10, block_ms=None) == []
+    assert await store.queued_entries() == 0
+    pending = await store.client.xpending(store.keys.entries, keys.ENTRY_GROUP)
+    assert pending["pending"] == 0
+    await store.client.xgroup_destroy(store.keys.entries, keys.ENTRY_GROUP)
+    with pytest.raises(RedisUnavailable, match="NOGROUP"):
+        await store.ack_and_read(["1-0"], "w", 10, block_ms=None)
 
 
 async def test_registry_lists_live_daemons_and_forgets_dead_ones(store: Store) -> None:

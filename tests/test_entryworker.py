@@ -49,6 +49,7 @@ async def test_worker_makes_its_group_and_remakes_it_after_a_flush(
         try:
             await app.store.enqueue("news", [story(0), story(1)], NOW)
             await processed(2)
+            assert await app.store.queued_entries() == 0  # counted once acknowledged
             await app.store.client.flushall()  # stream and group gone
             await app.store.enqueue("news", [story(2), story(3)], NOW)
             await processed(4)
