@@ -229,6 +229,7 @@ class Site:
     published: bool = False
     first_hit: float | None = None  # perf_counter of the first feed request after publishing
     feed_hits: int = 0
+    feed_hit_times: list[float] = field(default_factory=list)  # perf_counter of each
     hosts: int = 1  # loopback addresses (127.43.x.y beyond the first) the feeds spread over
     servers: list[asyncio.Server] = field(default_factory=list)
     base: str = ""
@@ -261,6 +262,7 @@ class Site:
 
     def feed(self, k: int) -> bytes:
         self.feed_hits += 1
+        self.feed_hit_times.append(time.perf_counter())
         if not self.published:
             return EMPTY_FEED
         if self.first_hit is None:
