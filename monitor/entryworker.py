@@ -4,9 +4,10 @@ the group, build each article, match, deliver, and only then acknowledge.
 The bound on entries in progress (extraction processes × a small factor) is
 the queue in front of the extraction pool: a worker reads no more than it
 can work on, so pages wait in Redis, not in memory. It reads when half that
-room is free, acknowledging in the same round trip what it has finished. An entry that a dead
-worker left unacknowledged is taken over after ``claim_idle_s``
-(XAUTOCLAIM); a restarted worker first re-reads its own pending entries.
+room is free, acknowledging in the same round trip what it has finished.
+An entry that a dead worker left unacknowledged is taken over after
+``claim_idle_s`` (XAUTOCLAIM); a restarted worker first re-reads its own
+pending entries.
 Delivery is idempotent by alert id, so an entry processed twice (taken over
 from a worker that was only slow) never alerts twice.
 
