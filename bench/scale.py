@@ -66,7 +66,7 @@ async def run_polls(
     """Polls per second of ``daemons`` pollers re-polling every (empty) feed
     once, timed by the site as the requests arrive: from the first to the
     last, as the articles are timed (no wait for the first tick), and
-    between 10% and 90% of them (nor the start and the tail); from making
+    between 10% and 90% of them (no start, no tail); from making
     them due to the daemons reporting them all done (the tick and the last
     heartbeat included); and the CPU seconds by process kind."""
     redis = RedisServer(work / "redis")
