@@ -209,7 +209,6 @@ class Store:
         self._finishes = Coalescer(self._finish_polls)
         # Two batches out at once: a poll waits on its lease, so a short wait matters.
         self._acquires = Coalescer(self._host_acquire_many, senders=2)
-        self._acks = Coalescer(self._ack_entries)
 
     async def _call(self, coro: Any) -> Any:
         try:
@@ -465,19 +464,12 @@ class Store:
                 break
         return got
 
-    async def ack_entry(self, entry_id: str) -> None:
-        """Done: out of the pending list and out of the stream."""
-        await self._acks.submit(entry_id)
-
     async def ack_entries(self, entry_ids: Sequence[str]) -> None:
-        """Done with all of these: as ``ack_entry``, in as few calls as Lua allows."""
+        """Done: out of the pending list and out of the stream, in as few
+        calls as Lua allows."""
         for i in range(0, len(entry_ids), ACK_BATCH):  # within Lua's unpack() limit
             batch = entry_ids[i : i + ACK_BATCH]
             await self._call(self._ack(keys=[self.keys.entries], args=[keys.ENTRY_GROUP, *batch]))
-
-    async def _ack_entries(self, entry_ids: list[str]) -> list[None]:
-        await self.ack_entries(entry_ids)
-        return [None] * len(entry_ids)
 
     async def deliveries(self, entry_ids: Sequence[str]) -> dict[str, int]:
         """How many times each pending entry was handed to a worker (Redis counts)."""

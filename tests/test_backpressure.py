@@ -65,7 +65,7 @@ async def test_polling_pauses_while_the_entry_stream_is_full(
                 rows = await app.store.read_entries("w", 10, block_ms=50)
                 for entry_id, fields in rows:
                     got.append(WorkItem.from_fields(fields).entry.identity)
-                    await app.store.ack_entry(entry_id)
+                    await app.store.ack_entries([entry_id])
                 if len(got) >= FEEDS * PER_FEED:
                     break
             assert polled() == FEEDS

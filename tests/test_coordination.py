@@ -89,7 +89,7 @@ async def test_enqueue_marks_seen_and_workers_share_ack_and_reclaim(store: Store
     got = [WorkItem.from_fields(f).entry.identity for _id, f in first + second]
     assert got == [f"guid:{i}" for i in range(6)]  # each once, in order
     for entry_id, _f in second:
-        await store.ack_entry(entry_id)
+        await store.ack_entries([entry_id])
     assert await store.queued_entries() == 4
 
     # w1 "dies": a restart of w1 re-reads its own pending entries...
@@ -100,15 +100,15 @@ async def test_enqueue_marks_seen_and_workers_share_ack_and_reclaim(store: Store
     taken = await store.reclaim_entries("w2", 0, 10)
     assert [i for i, _ in taken] == [i for i, _ in first]
     for entry_id, _f in taken:
-        await store.ack_entry(entry_id)
+        await store.ack_entries([entry_id])
     assert await store.queued_entries() == 0
     pending = await store.client.xpending(store.keys.entries, keys.ENTRY_GROUP)
     assert pending["pending"] == 0
 
 
 async def test_acks_arriving_together_leave_nothing_behind(store: Store) -> None:
-    """Acks made while one is on its way go out together, more than one
-    script call's worth here: each entry is acknowledged and deleted once."""
+    """More acks than one script call takes (Lua's unpack() limit) go out in
+    batches: each entry is acknowledged and deleted once."""
     await store.ensure_entry_group()
     many = 9000
     async with store.client.pipeline(transaction=False) as p:
@@ -117,7 +117,7 @@ async def test_acks_arriving_together_leave_nothing_behind(store: Store) -> None
         await p.execute()
     rows = await store.read_entries("w", many, block_ms=None)
     assert len(rows) == many
-    await asyncio.gather(*(store.ack_entry(entry_id) for entry_id, _f in rows))
+    await store.ack_entries([entry_id for entry_id, _f in rows])
     assert await store.queued_entries() == 0
     pending = await store.client.xpending(store.keys.entries, keys.ENTRY_GROUP)
     assert pending["pending"] == 0

@@ -113,7 +113,7 @@ async def test_entries_a_worker_here_alerted_are_not_redone_in_an_outage(
         alerts = 0
         for entry_id, fields in rows:
             alerts += await app.pipeline.process_entry(feed, WorkItem.from_fields(fields).entry)
-            await app.store.ack_entry(entry_id)
+            await app.store.ack_entries([entry_id])
         assert (len(rows), alerts) == (2, 2)
 
         private_redis.stop()
