@@ -348,8 +348,21 @@ async def daemon_totals(client: aioredis.Redis) -> tuple[int, int, int]:
     return polls, entries, alerts
 
 
+def daemon_command(n: int, *, pinned: bool) -> list[str]:
+    """Daemon n's command; pinned, it and its extraction processes (which
+    inherit the affinity) keep to core n, as if each daemon had a machine
+    of one core to itself."""
+    pin = ["taskset", "--cpu-list", str(n % (os.cpu_count() or 1))] if pinned else []
+    return [*pin, str(EXE), "run"]
+
+
 async def run_pipeline(
-    pages: list[bytes], per_feed: int, roles: list[tuple[str, int]], work: Path
+    pages: list[bytes],
+    per_feed: int,
+    roles: list[tuple[str, int]],
+    work: Path,
+    *,
+    pinned: bool = False,
 ) -> Run:
     """Daemons of the given (role, extraction processes) on one Redis and site."""
     redis = RedisServer(work / "redis")
@@ -362,8 +375,8 @@ async def run_pipeline(
         for n, (role, processes) in enumerate(roles):
             cfg = write_config(work, f"d{n}", site, redis.url, processes)
             proc = await asyncio.create_subprocess_exec(
-                EXE, "run", "--role", role, "--config", str(cfg), "--log-level", "warning",
-                stderr=asyncio.subprocess.DEVNULL,
+                *daemon_command(n, pinned=pinned), "--role", role, "--config", str(cfg),
+                "--log-level", "warning", stderr=asyncio.subprocess.DEVNULL,
             )  # fmt: skip
             procs.append(proc)
         # Started, every feed polled once (empty), workers idle: now publish.
