@@ -490,6 +490,12 @@ class Daemon:
         # their host busy) make the next tick come early (see ``_refiller``).
         if len(names) >= room * 4:
             self._more_due = True
+        if remote and len(names) > room:
+            # More are due than this daemon has room for, and other daemons
+            # may be reading the same most-overdue feeds right now: each takes
+            # a random share of them, so their claims seldom collide (taking
+            # the head, one won it all and the others looked again later).
+            self.rng.shuffle(names)
         hosts = self.app.pipeline.hosts
         per_host: dict[str, int] = {}
         chosen: list[Feed] = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -245,3 +245,45 @@ async def test_a_tick_that_lost_its_feeds_to_another_daemon_looks_again_at_once(
     # A tick reads 4 x the poll queue (8 feeds): five ticks for 40. At one
     # tick a second that is 4 s; looking again at once, a fraction of that.
     assert stolen[-1] - stolen[0] < 2.0, f"{stolen[-1] - stolen[0]:.1f} s"
+
+
+async def test_daemons_reading_the_same_due_feeds_claim_different_ones(
+    tmp_path: Path, redis_url: str, site: tuple[NewsSite, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two pollers tick at the same moment and read the same due feeds (a
+    burst: a start, the end of an outage). Taking the head of that list,
+    both claimed the same feeds and one of them got none; taking a random
+    share each, both get work from this one tick."""
+    _news, base = site
+    many, concurrency = 60, 5  # a tick takes 2 x 5 of the 4 x 10 it reads
+    feeds = [Feed(f"s{i}", f"{base}/s/{i}.xml", 3600) for i in range(many)]
+    cfg_feeds = [{"name": f.name, "url": f.url, "interval_s": 3600} for f in feeds]
+    http = {"allow_private_addresses": True, "concurrency": concurrency, **UNTHROTTLED}
+    both_read = asyncio.Barrier(2)
+    async with contextlib.AsyncExitStack() as stack:
+        daemons = []
+        for name in ("a", "b"):
+            cfg = make_config(tmp_path / name, cfg_feeds, redis={"url": redis_url}, http=http)
+            app = await stack.enter_async_context(
+                open_app(cfg, redis_url, load_rules(cfg.rule_files()))
+            )
+            read_due = app.store.due
+
+            async def due_together(
+                now: float,
+                limit: int,
+                read: Callable[[float, int], Awaitable[list[str]]] = read_due,
+            ) -> list[str]:
+                names = await read(now, limit)
+                await both_read.wait()  # neither claims before both have read
+                return names
+
+            monkeypatch.setattr(app.store, "due", due_together)
+            daemon = Daemon(app, role="poller")
+            await daemon.sync_schedule(feeds)
+            daemons.append(daemon)
+        await daemons[0].app.store.set_due({f.name: 0.0 for f in feeds})
+        await asyncio.wait_for(asyncio.gather(*(d.tick() for d in daemons)), timeout=10)
+        taken = [set(d.running) for d in daemons]  # leased, queued for a poll
+    assert all(taken), f"feeds taken by each daemon: {[len(t) for t in taken]}"
+    assert not taken[0] & taken[1], "a feed leased to both"
