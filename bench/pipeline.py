@@ -430,6 +430,8 @@ async def run_pipeline(
         # (Heartbeat counters sampled every 100 ms, over a 10%-90% span of
         # 2-4 s, could be off by up to a tenth.)
         at = sorted(site.page_hit_times)
+        if len(at) < 10:
+            raise RuntimeError(f"the site served {len(at)} of {len(pages)} pages")
         steady = 0.8 * len(at) / max(at[len(at) * 9 // 10] - at[len(at) // 10], 1e-9)
         return Run(
             articles_per_s=len(pages) / (done - (site.first_hit or started)),

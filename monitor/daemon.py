@@ -495,6 +495,7 @@ class Daemon:
             # may be reading the same most-overdue feeds right now: each takes
             # a random share of them, so their claims seldom collide (taking
             # the head, one won it all and the others looked again later).
+            # What is read is the most overdue, so none waits for long.
             self.rng.shuffle(names)
         hosts = self.app.pipeline.hosts
         per_host: dict[str, int] = {}
