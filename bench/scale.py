@@ -153,7 +153,7 @@ def main() -> None:
     cpus: dict[tuple[str, str], list[dict[str, float]]] = {
         (a, u): [] for a in ARRANGEMENTS for u in ("article", "poll")
     }
-    rss: list[int] = []
+    rss: dict[tuple[str, int], int] = {}  # (cores, daemons) -> peak MiB, the last round
     print(f"{'round':>5} {'cores':<6} {'measure':<14} {'1':>7} {'2':>7} {'ratio':>6}")
     for n in range(1, args.rounds + 1):
         # Alternating, within the round: a busy spell on a shared machine
@@ -170,7 +170,7 @@ def main() -> None:
                 rate[cores, "articles/s"].append(run.articles_per_s)
                 rate[cores, "art/s 10-90%"].append(run.steady_per_s)
                 cpus[cores, "article"].append({k: v / len(pages) for k, v in run.cpu.items()})
-                rss.append(run.peak_rss_mb)
+                rss[cores, daemons] = run.peak_rss_mb
                 with tempfile.TemporaryDirectory() as tmp:
                     polls, steady, from_due, cpu = uvloop.run(
                         run_polls(args.feeds, args.hosts, daemons, Path(tmp), pinned=pinned)
@@ -199,8 +199,8 @@ def main() -> None:
         alone, pair = split[-2], split[-1]
         cols = "  ".join(f"{k} {alone[k] * 1e3:.2f}; {pair[k] * 1e3:.2f}" for k in alone)
         print(f"  {cores:<6} {unit:<8} {cols}")
-    print(f"\npeak RSS of the daemons (pipeline runs, last round, shared): {rss[-4]} MiB, "
-          f"{rss[-2]} MiB; each daemon runs 1 extraction process")  # fmt: skip
+    print(f"\npeak RSS of the daemons (pipeline runs, last round, shared): {rss['shared', 1]} "
+          f"MiB, {rss['shared', 2]} MiB; each daemon runs 1 extraction process")  # fmt: skip
 
 
 if __name__ == "__main__":
