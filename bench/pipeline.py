@@ -129,6 +129,38 @@ def cpu_split(daemons: list[int], redis_pid: int) -> dict[str, float]:
     }
 
 
+def busy_s() -> float:
+    """CPU seconds the whole machine has spent busy (every core, every
+    process: the daemons, Redis, the site, anything else): /proc/stat's
+    user, nice, system, irq and softirq. Stolen time is not ours."""
+    with open("/proc/stat") as f:  # one short read: cheap enough to sample every 10 ms
+        fields = f.readline().split()
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class BusyMeter:
+    """How many cores were busy between two moments, from samples of busy_s()
+    taken as a run goes (the moments fall between samples: interpolated)."""
+
+    samples: list[tuple[float, float]] = field(default_factory=list)  # (perf_counter, busy_s)
+
+    def sample(self) -> None:
+        self.samples.append((time.perf_counter(), busy_s()))
+
+    def at(self, t: float) -> float:
+        s = self.samples
+        i = next((k for k in range(1, len(s)) if s[k][0] >= t), len(s) - 1)
+        (t0, b0), (t1, b1) = s[i - 1], s[i]
+        return b0 + (b1 - b0) * (t - t0) / max(t1 - t0, 1e-9)
+
+    def cores(self, start: float, end: float) -> float:
+        """Busy cores on average over [start, end] (USER_HZ ticks: 10 ms of
+        CPU each, so spans under a second or so are coarse)."""
+        return (self.at(end) - self.at(start)) / max(end - start, 1e-9)
+
+
 # --- baseline: bare trafilatura in a process pool ---------------------------------
 
 
@@ -331,6 +363,7 @@ class Run:
     articles_per_s: float  # first feed request that sees the articles -> last one acknowledged
     from_publish_per_s: float  # the same, from publishing (includes the wait for the tick)
     steady_per_s: float  # between 10% and 90% of the pages asked for: no start-up, no tail
+    steady_busy: float  # cores busy on this machine in that span (every process)
     polls_per_s: float
     alerts: int
     peak_rss_mb: int
@@ -399,7 +432,9 @@ async def run_pipeline(
         await client.zadd(keys.SERVER.due, {f"f{k}": 0 for k in range(site.feeds)})
         polled_at = None
         sampled = 0.0
+        meter = BusyMeter()
         while True:
+            meter.sample()
             now = time.perf_counter()
             if now - sampled >= 0.1:  # RSS and heartbeats: every 100 ms
                 sampled = now
@@ -432,11 +467,13 @@ async def run_pipeline(
         at = sorted(site.page_hit_times)
         if len(at) < 10:
             raise RuntimeError(f"the site served {len(at)} of {len(pages)} pages")
-        steady = 0.8 * len(at) / max(at[len(at) * 9 // 10] - at[len(at) // 10], 1e-9)
+        tenth, ninth = at[len(at) // 10], at[len(at) * 9 // 10]
+        steady = 0.8 * len(at) / max(ninth - tenth, 1e-9)
         return Run(
             articles_per_s=len(pages) / (done - (site.first_hit or started)),
             from_publish_per_s=len(pages) / (done - started),
             steady_per_s=steady,
+            steady_busy=meter.cores(tenth, ninth),
             polls_per_s=site.feeds / poll_s,
             alerts=alerts,
             peak_rss_mb=peak // 1024,

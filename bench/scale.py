@@ -31,7 +31,12 @@ Each is measured twice, with the daemons placed two ways ("cores"):
   run where the kernel likes, as before.
 
 On a 2-core machine two daemons can at best double one; Redis and the
-local site share the same cores. The machine's speed drifts by tens of
+local site share the same cores. So the bench also prints how many cores
+the whole machine kept busy between 10% and 90%, with one daemon and with
+two (/proc/stat): two daemons that keep every core busy are held back by
+the machine, not by each other; and one daemon that already keeps U1
+cores busy (its core, and the site and Redis serving it from the other)
+leaves room for at most cores / U1 times its rate. The machine's speed drifts by tens of
 percent over minutes here, so each round measures 1 then 2 back to back,
 and the median of the rounds' ratios is printed.
 
@@ -42,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -55,6 +61,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pipeline import (
     DATA,
+    BusyMeter,
     Site,
     bare_trafilatura,
     cpu_split,
@@ -72,13 +79,14 @@ from tests.servers import RedisServer
 
 async def run_polls(
     feeds: int, hosts: int, daemons: int, work: Path, *, pinned: bool = False
-) -> tuple[float, float, float, dict[str, float]]:
+) -> tuple[float, float, float, float, dict[str, float]]:
     """Polls per second of ``daemons`` pollers re-polling every (empty) feed
     once, timed by the site as the requests arrive: from the first to the
     last, as the articles are timed (no wait for the first tick), and
     between 10% and 90% of them (no start, no tail); from making
     them due to the daemons reporting them all done (the tick and the last
-    heartbeat included); and the CPU seconds by process kind."""
+    heartbeat included); the cores busy between 10% and 90%; and the CPU
+    seconds by process kind."""
     redis = RedisServer(work / "redis")
     redis.start()
     # One feed per page slot, never published, spread over ``hosts`` addresses.
@@ -107,9 +115,12 @@ async def run_polls(
         pids = [p.pid for p in procs]
         cpu_before = cpu_split(pids, redis.proc.pid)
         before = len(site.feed_hit_times)
+        meter = BusyMeter()
+        meter.sample()
         started = time.perf_counter()
         await client.zadd(keys.SERVER.due, {f"f{k}": 0 for k in range(site.feeds)})
         while True:
+            meter.sample()
             polls, _e, _a = await daemon_totals(client)
             if polls - base >= feeds:
                 break
@@ -122,7 +133,7 @@ async def run_polls(
         tenth, ninth = at[len(at) // 10], at[len(at) * 9 // 10]
         steady = 0.8 * len(at) / max(ninth - tenth, 1e-9)
         cpu = {k: v - cpu_before[k] for k, v in cpu_split(pids, redis.proc.pid).items()}
-        return by_site, steady, from_due, cpu
+        return by_site, steady, from_due, meter.cores(tenth, ninth), cpu
     finally:
         await stop_daemons(procs)
         await client.aclose()
@@ -153,12 +164,15 @@ def main() -> None:
     cpus: dict[tuple[str, str], list[dict[str, float]]] = {
         (a, u): [] for a in ARRANGEMENTS for u in ("article", "poll")
     }
+    # Per (cores, unit), per round: (1, 2) daemons' cores busy between 10% and 90%.
+    busy: dict[tuple[str, str], list[tuple[float, float]]] = {k: [] for k in cpus}
     rss: dict[tuple[str, int], int] = {}  # (cores, daemons) -> peak MiB, the last round
     print(f"{'round':>5} {'cores':<6} {'measure':<14} {'1':>7} {'2':>7} {'ratio':>6}")
     for n in range(1, args.rounds + 1):
         # Alternating, within the round: a busy spell on a shared machine
         # hits both sides of each ratio.
         rate: dict[tuple[str, str], list[float]] = {k: [] for k in rows}
+        used: dict[tuple[str, str], list[float]] = {k: [] for k in cpus}
         for daemons in (1, 2):
             rate["-", "bare art/s"].append(bare_trafilatura(pages, daemons)[0])
             for cores, pinned in ARRANGEMENTS.items():
@@ -169,20 +183,24 @@ def main() -> None:
                     )
                 rate[cores, "articles/s"].append(run.articles_per_s)
                 rate[cores, "art/s 10-90%"].append(run.steady_per_s)
+                used[cores, "article"].append(run.steady_busy)
                 cpus[cores, "article"].append({k: v / len(pages) for k, v in run.cpu.items()})
                 rss[cores, daemons] = run.peak_rss_mb
                 with tempfile.TemporaryDirectory() as tmp:
-                    polls, steady, from_due, cpu = uvloop.run(
+                    polls, steady, from_due, cores_busy, cpu = uvloop.run(
                         run_polls(args.feeds, args.hosts, daemons, Path(tmp), pinned=pinned)
                     )
                 rate[cores, "polls/s"].append(polls)
                 rate[cores, "polls/s 10-90%"].append(steady)
                 rate[cores, "polls from due"].append(from_due)
+                used[cores, "poll"].append(cores_busy)
                 cpus[cores, "poll"].append({k: v / args.feeds for k, v in cpu.items()})
         for (cores, name), (one, two) in rate.items():
             rates[cores, name].append((one, two))
             print(f"{n:>5} {cores:<6} {name:<14} {one:>7.1f} {two:>7.1f} {two / one:>5.2f}x",
                   flush=True)  # fmt: skip
+        for key, (one, two) in used.items():
+            busy[key].append((one, two))
 
     print(f"\n{'median':<5} {'cores':<6} {'measure':<14} {'1':>7} {'2':>7} {'ratio':>6}  target")
     for (cores, name), runs in rates.items():
@@ -199,8 +217,38 @@ def main() -> None:
         alone, pair = split[-2], split[-1]
         cols = "  ".join(f"{k} {alone[k] * 1e3:.2f}; {pair[k] * 1e3:.2f}" for k in alone)
         print(f"  {cores:<6} {unit:<8} {cols}")
+    print_ceilings(rates, busy)
     print(f"\npeak RSS of the daemons (pipeline runs, last round, shared): {rss['shared', 1]} "
           f"MiB, {rss['shared', 2]} MiB; each daemon runs 1 extraction process")  # fmt: skip
+
+
+def print_ceilings(
+    rates: dict[tuple[str, str], list[tuple[float, float]]],
+    busy: dict[tuple[str, str], list[tuple[float, float]]],
+) -> None:
+    """The most a second daemon can add on this machine.
+
+    Driving one daemon keeps more than its own core busy: the site and Redis
+    serve it from the other core, and, shared, its event loop runs there
+    beside its extraction process. If it keeps U1 cores busy, two daemons at
+    the same CPU per article (or poll) need 2 x U1 cores; the machine has
+    ``cores``, so the ratio is at most cores / U1. Two daemons keeping every
+    core busy (U2 = cores) are held back by the machine, not by each other.
+    Busy is machine-wide (/proc/stat), between 10% and 90%.
+    """
+    cores = os.cpu_count() or 1
+    print(f"\nCores busy between 10% and 90% (the whole machine, of {cores}), median of rounds;"
+          f" ceiling = {cores} / (1 daemon's)")  # fmt: skip
+    head = f"{'1 daemon':>8} {'2':>6} {'ceiling':>8} {'10-90% ratio':>12}"
+    print(f"  {'cores':<6} {'unit':<8} {head}")
+    for (arrangement, unit), runs in busy.items():
+        one = statistics.median(r[0] for r in runs)
+        two = statistics.median(r[1] for r in runs)
+        ceiling = statistics.median(cores / max(r[0], 1e-9) for r in runs)
+        measure = "art/s 10-90%" if unit == "article" else "polls/s 10-90%"
+        ratio = statistics.median(b / a for a, b in rates[arrangement, measure])
+        cols = f"{one:>8.2f} {two:>6.2f} {ceiling:>7.2f}x {ratio:>11.2f}x"
+        print(f"  {arrangement:<6} {unit:<8} {cols}")
 
 
 if __name__ == "__main__":
