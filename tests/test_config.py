@@ -10,7 +10,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
+from monitor import yamlsource
 from monitor.config import ENV_REDIS_URL, Config, load_config, reloaded, resolve_file_url
 from monitor.daemon import loop_factory
 from monitor.errors import ConfigError, Problem
@@ -251,6 +253,34 @@ def test_duplicate_yaml_key(tmp_path: Path) -> None:
 def test_duplicate_top_level_key(tmp_path: Path) -> None:
     p = only(tmp_path, "state_dir: a\nbackfill_window_s: 5\nstate_dir: b\n")
     assert (p.line, p.column, p.key) == (3, 1, "state_dir")
+
+
+# Each is parsed by libyaml (what the daemon uses when PyYAML has it) and by
+# PyYAML's own parser (the fallback): the positions users are pointed at must
+# not depend on which.
+SAME_POSITIONS = [
+    "feeds:\n  - {name: 'fjørd', url: 'https://a.example/rss'}\n  - name: b\n    url: u\n",
+    "state_dir: state\nfeeds:\n\t- name: harbour\n",
+    "feeds:\n  - {name: 'å', url: u}\n  - {name: b, url: [}\n",
+    "tittel: ø\n  feil: 2\n",
+    "a: 1\na: 2\n",
+    "k: !foo x\n",
+    "a: &x [*x]\n",
+]
+
+
+@pytest.mark.parametrize("text", SAME_POSITIONS)
+def test_libyaml_and_pure_python_parsers_point_at_the_same_places(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[str, object]] = []
+    for loader in (yaml.CSafeLoader, yaml.SafeLoader):
+        monkeypatch.setattr(yamlsource, "_Loader", loader)
+        try:
+            seen.append(("ok", parse_yaml(text, "f.yaml").positions))
+        except ConfigError as exc:
+            seen.append(("error", [(p.file, p.line, p.column, p.key) for p in exc.problems]))
+    assert seen[0] == seen[1]
 
 
 @pytest.mark.parametrize("word", ["no", "yes", "off", "on", "false"])
