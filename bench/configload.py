@@ -49,6 +49,14 @@ WAYS: dict[str, tuple[Loader, bool]] = {
     "pure-Python, running (before)": (yaml.SafeLoader, False),
 }
 
+PAUSED = yamlsource._collector_paused
+
+
+@contextlib.contextmanager
+def _collector_running() -> Iterator[None]:
+    """As before: the collector left alone."""
+    yield
+
 
 def best_load_s(path: Path, loader: Loader, paused: bool, repeat: int) -> float:
     # The two choices this bench compares.
@@ -61,15 +69,6 @@ def best_load_s(path: Path, loader: Loader, paused: bool, repeat: int) -> float:
         best = min(best, time.perf_counter() - started)
     assert len(cfg.feeds) > 0
     return best
-
-
-PAUSED = yamlsource._collector_paused
-
-
-@contextlib.contextmanager
-def _collector_running() -> Iterator[None]:
-    """As before: the collector left alone."""
-    yield
 
 
 def main() -> None:

@@ -36,9 +36,9 @@ the whole machine kept busy between 10% and 90%, with one daemon and with
 two (/proc/stat): two daemons that keep every core busy are held back by
 the machine, not by each other; and one daemon that already keeps U1
 cores busy (its core, and the site and Redis serving it from the other)
-leaves room for at most cores / U1 times its rate. The machine's speed drifts by tens of
-percent over minutes here, so each round measures 1 then 2 back to back,
-and the median of the rounds' ratios is printed.
+leaves room for at most cores / U1 times its rate. The machine's speed
+drifts by tens of percent over minutes here, so each round measures 1
+then 2 back to back, and the median of the rounds' ratios is printed.
 
     .venv/bin/python bench/scale.py [--pages 400] [--feeds 3000] [--rounds 3]
 """

@@ -45,10 +45,10 @@ class SourcedYaml:
         return Problem(self.file, line, col, key, message)
 
 
-# Duplicate keys, merge keys and recursive aliases are caught by
-# ``_construct``, so the stock safe loader does. libyaml's (PyYAML built with
-# it, as its wheels are) composes the same nodes and marks 3.5 times as fast
-# as the pure-Python one: on a config of 30,000 feeds, 1.6 s against 5.6 s.
+# ``_construct`` catches duplicate keys, merge keys and recursive aliases, so
+# the stock safe loader is enough. libyaml's (PyYAML's wheels are built with
+# it) composes the same nodes and marks 3.5 times as fast as the pure-Python
+# one: on a config of 30,000 feeds, 1.6 s against 5.6 s.
 _Loader: type[yaml.CSafeLoader] | type[yaml.SafeLoader] = (
     yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import subprocess
 import sys
@@ -281,6 +282,19 @@ def test_libyaml_and_pure_python_parsers_point_at_the_same_places(
         except ConfigError as exc:
             seen.append(("error", [(p.file, p.line, p.column, p.key) for p in exc.problems]))
     assert seen[0] == seen[1]
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_parsing_leaves_the_garbage_collector_as_it_found_it(enabled: bool) -> None:
+    was = gc.isenabled()
+    try:
+        gc.enable() if enabled else gc.disable()
+        parse_yaml("feeds:\n  - {name: a, url: u}\n", "f.yaml")
+        with pytest.raises(ConfigError):
+            parse_yaml("a: [\n", "f.yaml")
+        assert gc.isenabled() is enabled
+    finally:
+        gc.enable() if was else gc.disable()
 
 
 @pytest.mark.parametrize("word", ["no", "yes", "off", "on", "false"])
