@@ -21,7 +21,7 @@ from monitor import __version__
 from monitor.config import Config, find_config, load_config
 from monitor.embedded_redis import EmbeddedRedis
 from monitor.errors import ConfigError, MonitorError, Problem, RedisUnavailable
-from monitor.logs import event, setup_logging
+from monitor.logs import event, setup_logging, stop_logging
 from monitor.rules import RuleSet, load_rules
 
 if TYPE_CHECKING:  # imported by the commands that use it: lxml stays out of the daemon
@@ -231,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.log_level, args.log_format)
+    # The daemon's log lines are written by a thread: a stderr that blocks
+    # must not stop its event loop (see monitor.logs).
+    setup_logging(args.log_level, args.log_format, background=args.command == "run")
     try:
         handler = _COMMANDS[args.command]
         return handler(args)
@@ -244,6 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    finally:
+        stop_logging()
 
 
 def _out(text: str) -> None:

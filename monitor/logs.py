@@ -6,11 +6,15 @@ a syslog priority prefix, so ``journalctl -p warning`` filters them.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import logging
 import os
+import queue
 import sys
 import time
+from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
 _PRIORITY = {
@@ -64,10 +68,82 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, ensure_ascii=False, default=str)
 
 
-def setup_logging(level: str = "info", fmt: str = "text") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+# Lines the daemon may hold while stderr is not being read, before it drops
+# the newest (and counts them): about 1-2 KB of memory each at most.
+QUEUED_LINES = 10_000
+# How long a stopping daemon waits for its last lines to be written.
+FLUSH_S = 2.0
+
+
+class _QueueWithoutBlocking(QueueHandler):
+    """Formats each record where it is logged, and queues the line for the
+    writer thread; never waits. A full queue drops the line and counts it;
+    the next line that fits is preceded by a ``logs.dropped`` line."""
+
+    def __init__(self, lines: queue.Queue[logging.LogRecord], formatter: logging.Formatter) -> None:
+        super().__init__(lines)
+        self.setFormatter(formatter)
+        self.dropped = 0
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        # The line is made here, with the record's own time and exception;
+        # the writer only writes it.
+        line = copy.copy(record)
+        line.msg, line.args = self.format(record), None
+        line.exc_info = line.exc_text = line.stack_info = None
+        return line
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            if self.dropped:
+                fields = {"lines": self.dropped, "reason": "stderr was not being read"}
+                note = logging.makeLogRecord(
+                    {"levelno": logging.WARNING, "levelname": "WARNING", "msg": "logs.dropped",
+                     "name": __name__, "fields": fields}
+                )  # fmt: skip
+                self.queue.put_nowait(self.prepare(note))
+                self.dropped = 0
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+
+class _Writer(QueueListener):
+    """The thread that writes the queued lines to stderr."""
+
+    def stop_within(self, timeout_s: float) -> None:
+        """Write what is queued, waiting at most ``timeout_s``: stderr may be
+        stuck, and a daemon must still exit."""
+        with contextlib.suppress(queue.Full):
+            self.enqueue_sentinel()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
+        self._thread = None
+
+
+_writers: list[_Writer] = []  # the one running, if any
+
+
+def setup_logging(level: str = "info", fmt: str = "text", *, background: bool = False) -> None:
+    """Log lines to stderr. ``background`` (the daemon): a thread writes them,
+    so a stderr that blocks (a full pipe nobody reads, a stalled log
+    collector) never stops the event loop; the CLI's commands write at
+    once, in order with their other output."""
+    stop_logging()
     journald = bool(os.environ.get("JOURNAL_STREAM"))
-    handler.setFormatter(JsonFormatter() if fmt == "json" else KeyValueFormatter(journald))
+    formatter = JsonFormatter() if fmt == "json" else KeyValueFormatter(journald)
+    sink = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler = sink
+    if background:
+        lines: queue.Queue[logging.LogRecord] = queue.Queue(QUEUED_LINES)
+        handler = _QueueWithoutBlocking(lines, formatter)
+        sink.setFormatter(logging.Formatter("%(message)s"))
+        writer = _Writer(lines, sink)
+        writer.start()
+        _writers.append(writer)
+    else:
+        sink.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -81,3 +157,16 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
         "watchfiles",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def stop_logging() -> None:
+    """Write out the background writer's last lines (bounded by FLUSH_S);
+    lines logged after that are written at once."""
+    while _writers:
+        _writers.pop().stop_within(FLUSH_S)
+    root = logging.getLogger()
+    for i, handler in enumerate(root.handlers):
+        if isinstance(handler, _QueueWithoutBlocking):
+            direct = logging.StreamHandler(sys.stderr)
+            direct.setFormatter(handler.formatter)
+            root.handlers[i] = direct

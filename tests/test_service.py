@@ -6,11 +6,15 @@ datagram socket bound by the test, like systemd does it.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
+import fcntl
+import os
 import signal
 import socket
 import sys
+import termios
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -213,3 +217,70 @@ async def test_a_wedged_event_loop_stops_the_watchdog_pings(
         proc.kill()
         await proc.wait()
         notify.close()
+
+
+async def test_a_stderr_nobody_reads_does_not_stop_the_daemon(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Its log lines go to a pipe of 4 KB that nobody reads (a stalled log
+    collector): the first couple of dozen fill it. The daemon still polls
+    every feed and its event loop still pings the watchdog; a thread, not
+    the loop, waits on stderr. It stops on SIGTERM all the same."""
+    feeds = 300  # each fails to connect: a warning line apiece, 50 KB in all
+    closed = free_port()
+    listed = "".join(
+        f"  - {{name: f{i}, url: 'http://127.0.0.1:{closed}/{i}.xml', interval_s: 3600}}\n"
+        for i in range(feeds)
+    )
+    cfg = tmp_path / "monitor.yaml"
+    cfg.write_text(
+        f"state_dir: st\nrules: ['{ROOT}/config/rules/*.yaml']\n"
+        f"redis: {{url: '{redis_url}'}}\n"
+        "http: {allow_private_addresses: true, per_host_spacing_s: 0, per_host_concurrency: 64}\n"
+        f"extraction: {{workers: 1}}\ncluster: {{heartbeat_s: 0.2}}\nfeeds:\n{listed}"
+    )
+    notify = NotifySocket(tmp_path / "notify.sock")
+    env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000", "PATH": "/usr/bin:/bin"}
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    proc = await asyncio.create_subprocess_exec(
+        EXE, "run", "--config", str(cfg), env=env, stderr=write_end
+    )
+    os.close(write_end)
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+
+    async def polls() -> int:
+        ids = await client.smembers(keys.SERVER.daemons)
+        done = [await client.hget(keys.SERVER.daemon(str(i)), "polls") for i in ids]
+        return sum(int(n or 0) for n in done)
+
+    try:
+        await notify.next("READY", "1")
+        await eventually(polls, feeds)  # every feed polled, its failure logged
+        assert pipe_bytes(read_end) >= 4096 - 256  # and the pipe full long since
+        for _ in range(3):  # the loop still pings, every 0.2 s
+            await notify.next("WATCHDOG", "1", within_s=1)
+        proc.send_signal(signal.SIGTERM)
+        reader = asyncio.create_task(asyncio.to_thread(read_all, read_end))
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        log = await reader
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await client.aclose()
+        notify.close()
+    assert "daemon.started" in log
+    assert log.count("feed.failed") == feeds  # all written in the end: none lost
+
+
+def pipe_bytes(fd: int) -> int:
+    """Bytes waiting in a pipe."""
+    waiting = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, waiting)
+    return waiting[0]
+
+
+def read_all(fd: int) -> str:
+    with os.fdopen(fd, "rb") as f:
+        return f.read().decode()
