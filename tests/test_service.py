@@ -243,6 +243,7 @@ async def test_a_stderr_nobody_reads_does_not_stop_the_daemon(
     env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "400000", "PATH": "/usr/bin:/bin"}
     read_end, write_end = os.pipe()
     fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, 4096)
+    stderr = os.fdopen(read_end, "rb")
     proc = await asyncio.create_subprocess_exec(
         EXE, "run", "--config", str(cfg), env=env, stderr=write_end
     )
@@ -257,19 +258,20 @@ async def test_a_stderr_nobody_reads_does_not_stop_the_daemon(
     try:
         await notify.next("READY", "1")
         await eventually(polls, feeds)  # every feed polled, its failure logged
-        assert pipe_bytes(read_end) >= 4096 - 256  # and the pipe full long since
+        assert pipe_bytes(stderr.fileno()) >= 4096 - 256  # and the pipe full long since
         for _ in range(3):  # the loop still pings, every 0.2 s
             await notify.next("WATCHDOG", "1", within_s=1)
         proc.send_signal(signal.SIGTERM)
-        reader = asyncio.create_task(asyncio.to_thread(read_all, read_end))
+        reader = asyncio.create_task(asyncio.to_thread(stderr.read))  # to the end: all exited
         assert await asyncio.wait_for(proc.wait(), 30) == 0
-        log = await reader
+        log = (await reader).decode()
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
         await client.aclose()
         notify.close()
+        stderr.close()
     assert "daemon.started" in log
     assert log.count("feed.failed") == feeds  # all written in the end: none lost
 
@@ -279,8 +281,3 @@ def pipe_bytes(fd: int) -> int:
     waiting = array.array("i", [0])
     fcntl.ioctl(fd, termios.FIONREAD, waiting)
     return waiting[0]
-
-
-def read_all(fd: int) -> str:
-    with os.fdopen(fd, "rb") as f:
-        return f.read().decode()
