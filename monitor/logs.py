@@ -69,7 +69,8 @@ class JsonFormatter(logging.Formatter):
 
 
 # Lines the daemon may hold while stderr is not being read, before it drops
-# the newest (and counts them): about 1-2 KB of memory each at most.
+# the newest (and counts them): about 1 KB of memory each (a queued record
+# and its line, measured), 10 MB when full.
 QUEUED_LINES = 10_000
 # How long a stopping daemon waits for its last lines to be written.
 FLUSH_S = 2.0
@@ -116,6 +117,7 @@ class _Writer(QueueListener):
         stuck, and a daemon must still exit."""
         with contextlib.suppress(queue.Full):
             self.enqueue_sentinel()
+        # QueueListener.stop() is the same, but joins without a limit.
         thread = self._thread
         if thread is not None:
             thread.join(timeout_s)
